@@ -1,0 +1,82 @@
+//! The command line: argument definitions and dispatch. Subcommands build a plan and call the
+//! library; no merge logic lives here.
+
+pub mod inspect;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Merge LoRA adapters the LoRA-LEGO way.
+#[derive(Debug, Parser)]
+#[command(name = "lora-lego", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Adapters to open in the explorer (PEFT directories or .safetensors files); none opens the demo.
+    pub adapters: Vec<PathBuf>,
+    /// Accept adapters holding NaN or Inf values.
+    #[arg(long, global = true)]
+    pub allow_nonfinite: bool,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what each adapter holds: modules, shapes, ranks, scalings, ‖ΔW‖, non-LoRA tensors.
+    Inspect(InspectArgs),
+}
+
+/// `inspect` arguments.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Adapters (PEFT directories or .safetensors files).
+    #[arg(required = true)]
+    pub adapters: Vec<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let load = lora_lego::io::LoadOptions {
+        allow_nonfinite: cli.allow_nonfinite,
+    };
+    match cli.command {
+        Some(Command::Inspect(args)) => inspect::run(&args, &load),
+        None => {
+            let adapters = if cli.adapters.is_empty() {
+                demo_adapters()?
+            } else {
+                cli.adapters
+            };
+            inspect::run(
+                &InspectArgs {
+                    adapters,
+                    json: false,
+                },
+                &load,
+            )
+        }
+    }
+}
+
+/// The demo set shipped in `assets/demo`, found beside the executable's crate or the cwd.
+pub fn demo_adapters() -> anyhow::Result<Vec<PathBuf>> {
+    let candidates = [
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo"),
+        PathBuf::from("assets/demo"),
+    ];
+    let dir = candidates
+        .iter()
+        .find(|d| d.is_dir())
+        .ok_or_else(|| anyhow::anyhow!("the demo adapters (assets/demo) are not here; pass adapter paths instead"))?;
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("adapter_config.json").is_file())
+        .collect();
+    paths.sort();
+    Ok(paths)
+}

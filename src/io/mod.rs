@@ -1,0 +1,76 @@
+//! Reading and writing adapter files.
+
+pub mod factors;
+pub mod keys;
+pub mod kohya;
+pub mod peft;
+pub mod tensor;
+pub mod write;
+
+use std::path::Path;
+
+use crate::adapter::Adapter;
+use crate::error::{LegoError, Result};
+use tensor::{TensorFile, TensorRef};
+
+/// Choices that change what a reader accepts.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Accept NaN/Inf values (with a warning) instead of refusing the adapter.
+    pub allow_nonfinite: bool,
+}
+
+impl LoadOptions {
+    /// Refuses non-finite values (unless allowed) and warns about an all-zero B.
+    fn check_values(
+        &self,
+        path: &Path,
+        a_name: &str,
+        a: &TensorRef,
+        b_name: &str,
+        b: &TensorRef,
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
+        for (name, t) in [(a_name, a), (b_name, b)] {
+            let count = t.count_nonfinite();
+            if count > 0 {
+                if !self.allow_nonfinite {
+                    return Err(LegoError::NonFinite {
+                        path: path.into(),
+                        tensor: name.into(),
+                        count,
+                    });
+                }
+                warnings.push(format!(
+                    "tensor `{name}` holds {count} non-finite value(s); proceeding because non-finite values are allowed"
+                ));
+            }
+        }
+        if b.is_all_zero() {
+            warnings.push(format!(
+                "tensor `{b_name}` is all zeros: this module is untrained and contributes nothing"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Loads one adapter: a PEFT directory, a PEFT `.safetensors` with its config beside it, or a
+/// kohya `.safetensors`.
+pub fn load_adapter(path: &Path, opts: &LoadOptions) -> Result<Adapter> {
+    let meta = std::fs::metadata(path).map_err(|e| LegoError::io(path, e))?;
+    if meta.is_dir() {
+        return peft::read_dir(path, opts);
+    }
+    let file = TensorFile::open(path)?;
+    if keys::looks_like_kohya(file.tensors.keys().map(String::as_str)) {
+        kohya::read_file(path, file, opts)
+    } else {
+        peft::read_file(path, file, opts)
+    }
+}
+
+/// Loads several adapters, stopping at the first error.
+pub fn load_all(paths: &[impl AsRef<Path>], opts: &LoadOptions) -> Result<Vec<Adapter>> {
+    paths.iter().map(|p| load_adapter(p.as_ref(), opts)).collect()
+}

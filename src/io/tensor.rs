@@ -1,0 +1,337 @@
+//! Tensors as they sit in a safetensors file: dtype, shape and bytes, read through a memory map.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use half::{bf16, f16};
+use memmap2::Mmap;
+use ndarray::Array2;
+use safetensors::SafeTensors;
+
+use crate::error::{LegoError, Result};
+
+/// The element types we read and write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    /// IEEE 754 single precision.
+    F32,
+    /// IEEE 754 half precision.
+    F16,
+    /// bfloat16.
+    BF16,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
+        }
+    }
+
+    fn to_safetensors(self) -> safetensors::Dtype {
+        match self {
+            DType::F32 => safetensors::Dtype::F32,
+            DType::F16 => safetensors::Dtype::F16,
+            DType::BF16 => safetensors::Dtype::BF16,
+        }
+    }
+
+    fn from_safetensors(d: safetensors::Dtype) -> Option<Self> {
+        match d {
+            safetensors::Dtype::F32 => Some(DType::F32),
+            safetensors::Dtype::F16 => Some(DType::F16),
+            safetensors::Dtype::BF16 => Some(DType::BF16),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DType::F32 => "F32",
+            DType::F16 => "F16",
+            DType::BF16 => "BF16",
+        })
+    }
+}
+
+impl std::str::FromStr for DType {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" => Ok(DType::F32),
+            "f16" | "float16" => Ok(DType::F16),
+            "bf16" | "bfloat16" => Ok(DType::BF16),
+            _ => Err(format!("unknown dtype `{s}` (expected f32, f16 or bf16)")),
+        }
+    }
+}
+
+/// The bytes behind tensors: a mapped file or an owned buffer.
+#[derive(Debug)]
+enum Store {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Store {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Store::Mapped(m) => m,
+            Store::Owned(v) => v,
+        }
+    }
+}
+
+/// One tensor: dtype, shape and a byte range in a shared store (zero-copy for mapped files).
+#[derive(Debug, Clone)]
+pub struct TensorRef {
+    store: Arc<Store>,
+    range: Range<usize>,
+    dtype: DType,
+    shape: Vec<usize>,
+}
+
+impl TensorRef {
+    /// Encodes `values` (row-major) into a new owned tensor of `dtype` (rounding to nearest).
+    pub fn from_f32(values: &[f32], shape: Vec<usize>, dtype: DType) -> Self {
+        debug_assert_eq!(values.len(), shape.iter().product::<usize>());
+        let mut bytes = Vec::with_capacity(values.len() * dtype.size());
+        match dtype {
+            DType::F32 => values.iter().for_each(|v| bytes.extend(v.to_le_bytes())),
+            DType::F16 => values
+                .iter()
+                .for_each(|v| bytes.extend(f16::from_f32(*v).to_le_bytes())),
+            DType::BF16 => values
+                .iter()
+                .for_each(|v| bytes.extend(bf16::from_f32(*v).to_le_bytes())),
+        }
+        let len = bytes.len();
+        TensorRef {
+            store: Arc::new(Store::Owned(bytes)),
+            range: 0..len,
+            dtype,
+            shape,
+        }
+    }
+
+    /// Encodes a 2-D array, reshaped to `shape` (same element count), into `dtype`.
+    pub fn from_array(array: &Array2<f32>, shape: Vec<usize>, dtype: DType) -> Self {
+        let values: Vec<f32> = array.iter().copied().collect();
+        Self::from_f32(&values, shape, dtype)
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The shape as stored.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The raw little-endian bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.store.bytes()[self.range.clone()]
+    }
+
+    /// All values widened to f32, row-major.
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        let b = self.bytes();
+        match self.dtype {
+            DType::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            DType::F16 => b
+                .chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            DType::BF16 => b
+                .chunks_exact(2)
+                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        }
+    }
+
+    /// The values as a `rows × cols` matrix (the caller has checked that the counts agree).
+    pub fn to_matrix(&self, rows: usize, cols: usize) -> Array2<f32> {
+        let v = self.to_f32_vec();
+        Array2::from_shape_vec((rows, cols), v).unwrap_or_else(|_| Array2::zeros((rows, cols)))
+    }
+
+    /// How many values are NaN or infinite.
+    pub fn count_nonfinite(&self) -> usize {
+        self.to_f32_vec().iter().filter(|v| !v.is_finite()).count()
+    }
+
+    /// True when every value is exactly zero.
+    pub fn is_all_zero(&self) -> bool {
+        self.to_f32_vec().iter().all(|v| *v == 0.0)
+    }
+}
+
+impl safetensors::View for &TensorRef {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype.to_safetensors()
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(self.bytes())
+    }
+    fn data_len(&self) -> usize {
+        self.range.len()
+    }
+}
+
+/// The parsed contents of one safetensors file.
+#[derive(Debug, Clone)]
+pub struct TensorFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Tensors by name, sorted.
+    pub tensors: BTreeMap<String, TensorRef>,
+    /// The `__metadata__` string map of the header.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl TensorFile {
+    /// Maps `path` and validates its header and every tensor's offsets and dtype.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| LegoError::io(path, e))?;
+        let len = file.metadata().map_err(|e| LegoError::io(path, e))?.len();
+        if len < 8 {
+            return Err(LegoError::Safetensors {
+                path: path.into(),
+                reason: format!("file is {len} bytes long, shorter than the 8-byte header length"),
+            });
+        }
+        // SAFETY: the map is read-only; a file truncated underneath us while mapped is the
+        // one case mmap cannot defend against, as for every mmap-based reader.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| LegoError::io(path, e))?;
+        Self::from_store(path, Store::Mapped(map))
+    }
+
+    /// Parses an in-memory safetensors image (used by tests and by the fuzz target).
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self> {
+        Self::from_store(path, Store::Owned(bytes))
+    }
+
+    fn from_store(path: &Path, store: Store) -> Result<Self> {
+        let store = Arc::new(store);
+        let bytes = store.bytes();
+        check_header_length(path, bytes)?;
+        let parsed = SafeTensors::deserialize(bytes).map_err(|e| LegoError::Safetensors {
+            path: path.into(),
+            reason: describe_safetensors_error(&e),
+        })?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| LegoError::Safetensors {
+            path: path.into(),
+            reason: describe_safetensors_error(&e),
+        })?;
+        let metadata = header
+            .metadata()
+            .as_ref()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let base = bytes.as_ptr() as usize;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in parsed.tensors() {
+            let dtype =
+                DType::from_safetensors(view.dtype()).ok_or_else(|| LegoError::UnsupportedDtype {
+                    path: path.into(),
+                    tensor: name.clone(),
+                    dtype: format!("{:?}", view.dtype()),
+                })?;
+            let start = view.data().as_ptr() as usize - base;
+            let range = start..start + view.data().len();
+            tensors.insert(
+                name,
+                TensorRef {
+                    store: Arc::clone(&store),
+                    range,
+                    dtype,
+                    shape: view.shape().to_vec(),
+                },
+            );
+        }
+        Ok(TensorFile {
+            path: path.into(),
+            tensors,
+            metadata,
+        })
+    }
+}
+
+/// Rejects a header length that points past the end of the file before the parser sees it,
+/// so the message says what is wrong in terms a user can act on (a truncated download).
+fn check_header_length(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&bytes[..8]);
+    let header_len = u64::from_le_bytes(n);
+    let available = bytes.len() as u64 - 8;
+    if header_len > available {
+        return Err(LegoError::Safetensors {
+            path: path.into(),
+            reason: format!(
+                "header length {header_len} is larger than the {available} bytes after it (truncated or not a safetensors file)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn describe_safetensors_error(e: &safetensors::SafeTensorError) -> String {
+    use safetensors::SafeTensorError as E;
+    match e {
+        E::InvalidHeader(_) => "header is not valid UTF-8".into(),
+        E::InvalidHeaderDeserialization(err) => format!("header is not valid JSON ({err})"),
+        E::HeaderTooLarge => "header is larger than 100 MB".into(),
+        E::HeaderTooSmall => "file is shorter than its 8-byte header length".into(),
+        E::InvalidHeaderLength => "header length is larger than the file (truncated?)".into(),
+        E::InvalidOffset(name) => format!(
+            "tensor `{name}` has data offsets that are out of range or overlap another tensor (truncated or corrupt file)"
+        ),
+        E::MetadataIncompleteBuffer => {
+            "the tensors' data does not cover the file exactly (truncated or corrupt file)".into()
+        }
+        E::TensorInvalidInfo => "a tensor's shape and dtype do not match its byte range".into(),
+        E::ValidationOverflow => "a tensor's shape overflows".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Writes `tensors` with header `metadata` to `path` and fsyncs it.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &BTreeMap<String, TensorRef>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    use std::io::Write;
+    let meta: std::collections::HashMap<String, String> =
+        metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let data = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
+        .map_err(|e| LegoError::Safetensors {
+            path: path.into(),
+            reason: format!("could not serialise: {e:?}"),
+        })?;
+    let mut f = std::fs::File::create(path).map_err(|e| LegoError::io(path, e))?;
+    f.write_all(&data).map_err(|e| LegoError::io(path, e))?;
+    f.sync_all().map_err(|e| LegoError::io(path, e))?;
+    Ok(())
+}

@@ -1,0 +1,429 @@
+//! Writing adapters: PEFT directories exactly as `save_pretrained` lays them out, and kohya
+//! files. Every write goes to a temporary path beside the target and is renamed into place.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::adapter::{Adapter, AdapterFormat, ExtraTensor, LoraKind, ModuleKey};
+use crate::error::{LegoError, Result};
+use crate::io::keys::split_kohya_stem;
+use crate::io::peft::{CONFIG_NAME, PEFT_PREFIX, WEIGHTS_NAME};
+use crate::io::tensor::{write_safetensors, TensorRef};
+
+/// The kohya prefix used when no source was a kohya file.
+pub const DEFAULT_KOHYA_PREFIX: &str = "lora_te_";
+
+/// How one module is named in each output format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleNames {
+    /// The PEFT module path, when known (kohya's flattened names cannot be inverted).
+    pub peft: Option<String>,
+    /// The kohya stem (`lora_te_model_layers_0_self_attn_q_proj`).
+    pub kohya: String,
+}
+
+impl ModuleNames {
+    /// Names for a module read from a PEFT adapter.
+    pub fn from_peft(path: &ModuleKey, kohya_prefix: Option<&str>) -> Self {
+        ModuleNames {
+            peft: Some(path.as_str().to_string()),
+            kohya: format!(
+                "{}{}",
+                kohya_prefix.unwrap_or(DEFAULT_KOHYA_PREFIX),
+                path.flat()
+            ),
+        }
+    }
+
+    /// Names for a module read from a kohya file.
+    pub fn from_kohya(stem: &ModuleKey) -> Self {
+        ModuleNames {
+            peft: None,
+            kohya: stem.as_str().to_string(),
+        }
+    }
+}
+
+/// One module to write: stored-shape factors with the rank and alpha they are meant with.
+#[derive(Debug, Clone)]
+pub struct OutModule {
+    /// Its names.
+    pub names: ModuleNames,
+    /// Layer kind (decides key names and shapes).
+    pub kind: LoraKind,
+    /// A, in its stored shape.
+    pub a: TensorRef,
+    /// B, in its stored shape.
+    pub b: TensorRef,
+    /// Rank.
+    pub rank: usize,
+    /// Alpha (PEFT's; the kohya writer converts).
+    pub alpha: f64,
+}
+
+/// A whole adapter to write.
+#[derive(Debug, Clone, Default)]
+pub struct AdapterOut {
+    /// LoRA modules.
+    pub modules: Vec<OutModule>,
+    /// Non-LoRA tensors kept in the output.
+    pub extras: Vec<ExtraTensor>,
+    /// Whether `scale = alpha / √r` (only round trips keep this true).
+    pub use_rslora: bool,
+    /// The config to start from (the first PEFT source's), if any.
+    pub config_template: Option<Map<String, Value>>,
+    /// `target_modules` to write.
+    pub target_modules: Option<Value>,
+    /// `modules_to_save` to write.
+    pub modules_to_save: Option<Vec<String>>,
+    /// Extra safetensors header metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Extra files to place in the output directory (name, contents), e.g. the recipe.
+    pub side_files: Vec<(String, String)>,
+}
+
+impl AdapterOut {
+    /// The adapter as it was read, for a lossless round trip.
+    pub fn from_adapter(adapter: &Adapter) -> Self {
+        let modules = adapter
+            .modules
+            .iter()
+            .map(|m| OutModule {
+                names: match adapter.format {
+                    AdapterFormat::Peft => ModuleNames::from_peft(&m.key, None),
+                    AdapterFormat::Kohya => ModuleNames::from_kohya(&m.key),
+                },
+                kind: m.kind.clone(),
+                a: m.a.clone(),
+                b: m.b.clone(),
+                rank: m.rank,
+                // kohya has no rsLoRA, so its alpha already is scale · r.
+                alpha: m.alpha,
+            })
+            .collect();
+        let cfg = adapter.config.as_ref();
+        AdapterOut {
+            modules,
+            extras: adapter.extras.clone(),
+            use_rslora: cfg
+                .and_then(|c| c.get("use_rslora"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            config_template: adapter.config.clone(),
+            target_modules: adapter.target_modules.clone(),
+            modules_to_save: cfg
+                .and_then(|c| c.get("modules_to_save"))
+                .and_then(|v| serde_json::from_value(v.clone()).ok()),
+            metadata: BTreeMap::new(),
+            side_files: Vec::new(),
+        }
+    }
+
+    /// The scale each module's alpha implies.
+    fn scale(&self, m: &OutModule) -> f64 {
+        if self.use_rslora {
+            m.alpha / (m.rank as f64).sqrt()
+        } else {
+            m.alpha / m.rank as f64
+        }
+    }
+}
+
+/// Writes `out` in `format` to `target` (a directory for PEFT, a file for kohya).
+pub fn write_adapter(out: &AdapterOut, format: AdapterFormat, target: &Path, force: bool) -> Result<()> {
+    match format {
+        AdapterFormat::Peft => write_peft(out, target, force),
+        AdapterFormat::Kohya => write_kohya(out, target, force),
+    }
+}
+
+/// Writes a PEFT adapter directory.
+pub fn write_peft(out: &AdapterOut, dir: &Path, force: bool) -> Result<()> {
+    let mut tensors = BTreeMap::new();
+    for m in &out.modules {
+        let path = m.names.peft.as_deref().ok_or_else(|| {
+            LegoError::Invalid(format!(
+                "module `{}` came only from kohya files, whose flattened names cannot be turned back into PEFT module paths; write with --format kohya",
+                m.names.kohya
+            ))
+        })?;
+        let (a_key, b_key) = match m.kind {
+            LoraKind::Embedding => ("lora_embedding_A", "lora_embedding_B"),
+            _ => ("lora_A.weight", "lora_B.weight"),
+        };
+        tensors.insert(format!("{PEFT_PREFIX}{path}.{a_key}"), m.a.clone());
+        tensors.insert(format!("{PEFT_PREFIX}{path}.{b_key}"), m.b.clone());
+    }
+    insert_extras(&mut tensors, &out.extras)?;
+    let mut metadata = out.metadata.clone();
+    metadata.insert("format".into(), "pt".into());
+    let config = peft_config(out);
+    let config_text = to_python_json(&config);
+    atomic_dir(dir, force, |tmp| {
+        write_safetensors(&tmp.join(WEIGHTS_NAME), &tensors, &metadata)?;
+        write_text(&tmp.join(CONFIG_NAME), &config_text)?;
+        for (name, text) in &out.side_files {
+            write_text(&tmp.join(name), text)?;
+        }
+        Ok(())
+    })
+}
+
+fn insert_extras(tensors: &mut BTreeMap<String, TensorRef>, extras: &[ExtraTensor]) -> Result<()> {
+    for e in extras {
+        if tensors.insert(e.name.clone(), e.tensor.clone()).is_some() {
+            return Err(LegoError::Invalid(format!(
+                "non-LoRA tensor `{}` collides with a LoRA tensor name",
+                e.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The most common value (ties → the first in sorted order).
+fn mode<T: Ord + Clone>(values: impl Iterator<Item = T>) -> Option<T> {
+    let mut counts: BTreeMap<T, usize> = BTreeMap::new();
+    for v in values {
+        *counts.entry(v).or_default() += 1;
+    }
+    let best = counts.values().copied().max()?;
+    counts.into_iter().find(|(_, c)| *c == best).map(|(v, _)| v)
+}
+
+/// A JSON number that is an integer when the value is integral, as Python writes it.
+fn json_number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        Value::from(x as i64)
+    } else {
+        Value::from(x)
+    }
+}
+
+/// The `adapter_config.json` for `out`: the template with what the tensors decide overwritten.
+fn peft_config(out: &AdapterOut) -> Map<String, Value> {
+    let mut cfg = out.config_template.clone().unwrap_or_else(minimal_config);
+    let r = mode(out.modules.iter().map(|m| m.rank)).unwrap_or(0);
+    // f64 is not Ord: compare alphas by their bits, which is exact for identical values.
+    let alpha = mode(out.modules.iter().map(|m| m.alpha.to_bits()))
+        .map(f64::from_bits)
+        .unwrap_or(r as f64);
+    let mut rank_pattern = Map::new();
+    let mut alpha_pattern = Map::new();
+    for m in &out.modules {
+        let path = m.names.peft.clone().unwrap_or_default();
+        if m.rank != r {
+            rank_pattern.insert(path.clone(), Value::from(m.rank));
+        }
+        if m.alpha != alpha {
+            alpha_pattern.insert(path, json_number(m.alpha));
+        }
+    }
+    cfg.insert("peft_type".into(), "LORA".into());
+    cfg.insert("r".into(), Value::from(r));
+    cfg.insert("lora_alpha".into(), json_number(alpha));
+    cfg.insert("rank_pattern".into(), Value::Object(rank_pattern));
+    cfg.insert("alpha_pattern".into(), Value::Object(alpha_pattern));
+    cfg.insert("use_rslora".into(), Value::Bool(out.use_rslora));
+    cfg.insert("use_dora".into(), Value::Bool(false));
+    cfg.insert("init_lora_weights".into(), Value::Bool(true));
+    cfg.insert("inference_mode".into(), Value::Bool(true));
+    if let Some(t) = &out.target_modules {
+        cfg.insert("target_modules".into(), t.clone());
+    }
+    cfg.insert(
+        "modules_to_save".into(),
+        match &out.modules_to_save {
+            Some(list) if !list.is_empty() => Value::from(list.clone()),
+            _ => Value::Null,
+        },
+    );
+    cfg
+}
+
+fn minimal_config() -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("base_model_name_or_path".into(), Value::Null);
+    m.insert("bias".into(), "none".into());
+    m.insert("fan_in_fan_out".into(), Value::Bool(false));
+    m.insert("lora_dropout".into(), Value::from(0.0));
+    m.insert("task_type".into(), Value::Null);
+    m
+}
+
+/// JSON as Python's `json.dumps(..., indent=2, sort_keys=True)` writes it (PEFT's format).
+pub fn to_python_json(map: &Map<String, Value>) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    let mut s = serde_json::to_string_pretty(&sorted(&Value::Object(map.clone())))
+        .unwrap_or_else(|_| "{}".into());
+    s.push('\n');
+    s
+}
+
+/// Writes a kohya `.safetensors` file.
+pub fn write_kohya(out: &AdapterOut, file: &Path, force: bool) -> Result<()> {
+    let mut tensors = BTreeMap::new();
+    for m in &out.modules {
+        let stem = &m.names.kohya;
+        // kohya's scale is alpha / r with no rsLoRA variant: carry the exact scale over.
+        let kohya_alpha = out.scale(m) * m.rank as f64;
+        tensors.insert(format!("{stem}.lora_down.weight"), m.a.clone());
+        tensors.insert(format!("{stem}.lora_up.weight"), m.b.clone());
+        tensors.insert(
+            format!("{stem}.alpha"),
+            TensorRef::from_f32(&[kohya_alpha as f32], vec![], crate::io::tensor::DType::F32),
+        );
+    }
+    insert_extras(&mut tensors, &out.extras)?;
+    let mut metadata = out.metadata.clone();
+    metadata.insert("ss_network_module".into(), "networks.lora".into());
+    if let Some(r) = mode(out.modules.iter().map(|m| m.rank)) {
+        metadata.insert("ss_network_dim".into(), r.to_string());
+        let alpha = out
+            .modules
+            .iter()
+            .find(|m| m.rank == r)
+            .map(|m| out.scale(m) * r as f64)
+            .unwrap_or(r as f64);
+        metadata.insert("ss_network_alpha".into(), format!("{alpha:?}"));
+    }
+    atomic_file(file, force, |tmp| write_safetensors(tmp, &tensors, &metadata))?;
+    for (name, text) in &out.side_files {
+        let side = file.with_file_name(side_file_name(file, name));
+        atomic_file(&side, true, |tmp| write_text(tmp, text))?;
+    }
+    Ok(())
+}
+
+/// The name of a side file next to a kohya file `x.safetensors`: `x.<name>`.
+fn side_file_name(file: &Path, name: &str) -> String {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    format!("{stem}.{name}")
+}
+
+/// Writes a text file and fsyncs it.
+pub fn write_text(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(|e| LegoError::io(path, e))?;
+    f.write_all(text.as_bytes()).map_err(|e| LegoError::io(path, e))?;
+    f.sync_all().map_err(|e| LegoError::io(path, e))
+}
+
+/// Refuses an existing target unless `force`.
+pub fn check_target(target: &Path, force: bool) -> Result<()> {
+    if !force && std::fs::symlink_metadata(target).is_ok() {
+        return Err(LegoError::OutputExists {
+            path: target.into(),
+        });
+    }
+    Ok(())
+}
+
+/// A sibling path of `target` that no one else uses: `.<name>.<tag>-<pid>-<nanos>`.
+fn sibling(target: &Path, tag: &str) -> Result<PathBuf> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| LegoError::Invalid(format!("{}: not a file or directory name", target.display())))?
+        .to_string_lossy();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let parent = parent_dir(target);
+    Ok(parent.join(format!(".{name}.{tag}-{}-{nanos}", std::process::id())))
+}
+
+fn parent_dir(target: &Path) -> PathBuf {
+    match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Builds a directory at a temporary sibling of `target`, then renames it into place, so the
+/// target is either absent, the old version, or complete.
+pub fn atomic_dir(target: &Path, force: bool, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    check_target(target, force)?;
+    let parent = parent_dir(target);
+    if !parent.is_dir() {
+        return Err(LegoError::Invalid(format!(
+            "{}: the parent directory {} does not exist",
+            target.display(),
+            parent.display()
+        )));
+    }
+    let tmp = sibling(target, "lora-lego-tmp")?;
+    std::fs::create_dir(&tmp).map_err(|e| LegoError::io(&tmp, e))?;
+    let result = fill(&tmp).and_then(|()| sync_dir(&tmp)).and_then(|()| replace(&tmp, target));
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+/// Writes a file at a temporary sibling of `target`, then renames it into place.
+pub fn atomic_file(target: &Path, force: bool, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    check_target(target, force)?;
+    let tmp = sibling(target, "lora-lego-tmp")?;
+    let result = fill(&tmp).and_then(|()| replace(&tmp, target));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Moves `tmp` onto `target`; an existing target is moved aside first and removed only after
+/// the new one is in place.
+fn replace(tmp: &Path, target: &Path) -> Result<()> {
+    let old = if std::fs::symlink_metadata(target).is_ok() {
+        let old = sibling(target, "lora-lego-old")?;
+        std::fs::rename(target, &old).map_err(|e| LegoError::io(target, e))?;
+        Some(old)
+    } else {
+        None
+    };
+    if let Err(e) = std::fs::rename(tmp, target) {
+        if let Some(old) = &old {
+            let _ = std::fs::rename(old, target);
+        }
+        return Err(LegoError::io(target, e));
+    }
+    sync_dir(&parent_dir(target))?;
+    if let Some(old) = old {
+        let removed = if old.is_dir() {
+            std::fs::remove_dir_all(&old)
+        } else {
+            std::fs::remove_file(&old)
+        };
+        removed.map_err(|e| LegoError::io(&old, e))?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    // Directory fsync makes the rename durable; some filesystems refuse it, which is harmless.
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+    Ok(())
+}
+
+/// The kohya prefix of the module names of an adapter read from kohya.
+pub fn kohya_prefix_of(stem: &str) -> &str {
+    split_kohya_stem(stem).0
+}

@@ -1,0 +1,13 @@
+//! The `lora-lego` binary: parses arguments, runs, and reports errors as `error: …`.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() {
+    let parsed = cli::Cli::parse();
+    if let Err(e) = cli::run(parsed) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
