@@ -221,10 +221,7 @@ pub struct Adapter {
 impl Adapter {
     /// The dtype shared by all LoRA factors, or `None` when they are mixed.
     pub fn dtype(&self) -> Option<DType> {
-        let mut dtypes = self
-            .modules
-            .iter()
-            .flat_map(|m| [m.a.dtype(), m.b.dtype()]);
+        let mut dtypes = self.modules.iter().flat_map(|m| [m.a.dtype(), m.b.dtype()]);
         let first = dtypes.next()?;
         dtypes.all(|d| d == first).then_some(first)
     }

@@ -137,16 +137,22 @@ pub fn render_text(reports: &[AdapterReport]) -> String {
                 .unwrap_or_default()
         );
         let _ = writeln!(s, "  path: {}", r.path);
-        let width = r.modules.iter().map(|m| m.module.len()).max().unwrap_or(6).max(6);
+        let width = r
+            .modules
+            .iter()
+            .map(|m| m.module.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
         let _ = writeln!(
             s,
-            "  {:<width$}  {:>4}  {:>7}  {:>9}  {:>11}  {:<17}  {}",
-            "module", "rank", "alpha", "scaling", "‖ΔW‖_F", "A / B shape", "dtype"
+            "  {:<width$}  {:>4}  {:>7}  {:>9}  {:>11}  {:<17}  dtype",
+            "module", "rank", "alpha", "scaling", "‖ΔW‖_F", "A / B shape"
         );
         for m in &r.modules {
             let _ = writeln!(
                 s,
-                "  {:<width$}  {:>4}  {:>7}  {:>9.5}  {:>11.6e}  {:<17}  {}{}",
+                "  {:<width$}  {:>4}  {:>7}  {:>9.5}  {:>11.6}  {:<17}  {}{}",
                 m.module,
                 m.rank,
                 m.alpha,

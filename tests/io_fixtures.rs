@@ -10,7 +10,14 @@ use lora_lego::io::{load_adapter, LoadOptions};
 
 fn all_fixture_adapters() -> Vec<std::path::PathBuf> {
     let mut v = tiny_adapters();
-    for g in ["cat", "linear", "magnitude_prune", "svd", "ties", "ties_svd"] {
+    for g in [
+        "cat",
+        "linear",
+        "magnitude_prune",
+        "svd",
+        "ties",
+        "ties_svd",
+    ] {
         v.push(fixture(&format!("peft-tiny/golden/{g}")));
     }
     v.push(fixture("peft-tiny/kohya/sort_kohya.safetensors"));
@@ -40,7 +47,12 @@ fn every_fixture_round_trips_bit_for_bit_in_its_own_format_and_in_the_other() {
             };
             write_adapter(&out, format, &target, false).unwrap();
             let back = load_adapter(&target, &opts).unwrap();
-            assert_eq!(back.modules.len(), original.modules.len(), "{}", path.display());
+            assert_eq!(
+                back.modules.len(),
+                original.modules.len(),
+                "{}",
+                path.display()
+            );
             assert_eq!(back.extras.len(), original.extras.len());
             for (m0, m1) in original.modules.iter().zip(&back.modules) {
                 if format == original.format {
@@ -50,7 +62,11 @@ fn every_fixture_round_trips_bit_for_bit_in_its_own_format_and_in_the_other() {
                 assert_eq!(m0.b.bytes(), m1.b.bytes(), "{} {}", path.display(), m0.key);
                 assert_eq!(m0.a.shape(), m1.a.shape());
                 assert_eq!(m0.a.dtype(), m1.a.dtype());
-                let tol = if format == original.format { 0.0 } else { 1e-6 * m0.scale };
+                let tol = if format == original.format {
+                    0.0
+                } else {
+                    1e-6 * m0.scale
+                };
                 assert!(
                     (m0.scale - m1.scale).abs() <= tol,
                     "{} {}: scaling {} became {} ({format})",
@@ -71,7 +87,14 @@ fn delta_norms_match_the_ones_peft_computed() {
     let mut checked = 0;
     for group in ["adapters", "goldens"] {
         for (name, entry) in json[group].as_object().unwrap() {
-            let dir = fixture(&format!("peft-tiny/{}/{name}", if group == "adapters" { "adapters" } else { "golden" }));
+            let dir = fixture(&format!(
+                "peft-tiny/{}/{name}",
+                if group == "adapters" {
+                    "adapters"
+                } else {
+                    "golden"
+                }
+            ));
             let adapter = load_adapter(&dir, &LoadOptions::default()).unwrap();
             let expected_scaling = entry["scaling"].as_f64().unwrap();
             for (module, norm) in entry["modules"].as_object().unwrap() {
@@ -81,10 +104,18 @@ fn delta_norms_match_the_ones_peft_computed() {
                     .iter()
                     .find(|m| m.key.as_str() == path)
                     .unwrap_or_else(|| panic!("{name}: no module {path}"));
-                assert!((m.scale - expected_scaling).abs() < 1e-12, "{name} scaling {}", m.scale);
+                assert!(
+                    (m.scale - expected_scaling).abs() < 1e-12,
+                    "{name} scaling {}",
+                    m.scale
+                );
                 let want = norm.as_f64().unwrap();
                 let rel = (m.delta_norm() - want).abs() / want;
-                assert!(rel < 1e-5, "{name} {path}: {} vs {want} (rel {rel:e})", m.delta_norm());
+                assert!(
+                    rel < 1e-5,
+                    "{name} {path}: {} vs {want} (rel {rel:e})",
+                    m.delta_norm()
+                );
                 checked += 1;
             }
         }
@@ -94,9 +125,16 @@ fn delta_norms_match_the_ones_peft_computed() {
 
 #[test]
 fn distilbert_toxic_applies_alpha_32_and_reports_its_heads_without_merging_them() {
-    let a = load_adapter(&fixture("real/distilbert-base-uncased/toxic"), &LoadOptions::default()).unwrap();
+    let a = load_adapter(
+        &fixture("real/distilbert-base-uncased/toxic"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     assert_eq!(a.modules.len(), 12);
-    assert!(a.modules.iter().all(|m| m.alpha == 32.0 && m.scale == 4.0 && m.rank == 8));
+    assert!(a
+        .modules
+        .iter()
+        .all(|m| m.alpha == 32.0 && m.scale == 4.0 && m.rank == 8));
     let mut heads: Vec<&str> = a.extras.iter().map(|e| e.name.as_str()).collect();
     heads.sort();
     assert_eq!(
@@ -111,7 +149,10 @@ fn distilbert_toxic_applies_alpha_32_and_reports_its_heads_without_merging_them(
     let report = lora_lego::inspect::report(&a);
     let text = lora_lego::inspect::render_text(&[report]);
     assert!(text.contains("non-LoRA tensors (not merged"), "{text}");
-    assert!(text.contains("base_model.model.classifier.weight [9, 768]"), "{text}");
+    assert!(
+        text.contains("base_model.model.classifier.weight [9, 768]"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -142,11 +183,26 @@ fn mixed_ranks_across_adapters_align_and_missing_modules_contribute_nothing() {
         &lora_pair("model.layers.0.self_attn.q_proj", 2, 64, 64, 7),
     );
     let mut adapters = vec![load_adapter(&partial, &opts).unwrap()];
-    adapters.extend(tiny_adapters().iter().map(|p| load_adapter(p, &opts).unwrap()));
+    adapters.extend(
+        tiny_adapters()
+            .iter()
+            .map(|p| load_adapter(p, &opts).unwrap()),
+    );
     let set = ModuleSet::new(adapters).unwrap();
     assert_eq!(set.modules.len(), 14);
-    let q = set.modules.iter().find(|m| m.key.as_str() == "model.layers.0.self_attn.q_proj").unwrap();
-    assert_eq!(q.sources.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 1, 2, 3]);
-    let v = set.modules.iter().find(|m| m.key.as_str() == "model.layers.0.self_attn.v_proj").unwrap();
+    let q = set
+        .modules
+        .iter()
+        .find(|m| m.key.as_str() == "model.layers.0.self_attn.q_proj")
+        .unwrap();
+    assert_eq!(
+        q.sources.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    let v = set
+        .modules
+        .iter()
+        .find(|m| m.key.as_str() == "model.layers.0.self_attn.v_proj")
+        .unwrap();
     assert_eq!(v.sources.iter().map(|s| s.0).collect::<Vec<_>>(), [1, 2, 3]);
 }

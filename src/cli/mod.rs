@@ -9,7 +9,12 @@ use clap::{Args, Parser, Subcommand};
 
 /// Merge LoRA adapters the LoRA-LEGO way.
 #[derive(Debug, Parser)]
-#[command(name = "lora-lego", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "lora-lego",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// Adapters to open in the explorer (PEFT directories or .safetensors files); none opens the demo.
     pub adapters: Vec<PathBuf>,
@@ -69,10 +74,9 @@ pub fn demo_adapters() -> anyhow::Result<Vec<PathBuf>> {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo"),
         PathBuf::from("assets/demo"),
     ];
-    let dir = candidates
-        .iter()
-        .find(|d| d.is_dir())
-        .ok_or_else(|| anyhow::anyhow!("the demo adapters (assets/demo) are not here; pass adapter paths instead"))?;
+    let dir = candidates.iter().find(|d| d.is_dir()).ok_or_else(|| {
+        anyhow::anyhow!("the demo adapters (assets/demo) are not here; pass adapter paths instead")
+    })?;
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("adapter_config.json").is_file())

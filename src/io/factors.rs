@@ -44,7 +44,10 @@ pub fn factor_shapes(
     if sb[1] != rank {
         return Err(shape_err(
             b_name,
-            format!("shape {sb:?} has {} rank columns but lora_A {sa:?} has rank {rank}", sb[1]),
+            format!(
+                "shape {sb:?} has {} rank columns but lora_A {sa:?} has rank {rank}",
+                sb[1]
+            ),
         ));
     }
     let d_in: usize = sa[1..].iter().product();

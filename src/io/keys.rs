@@ -160,7 +160,10 @@ mod tests {
             split_kohya_stem("lora_te1_text_model_q_proj"),
             ("lora_te1_", "text_model_q_proj")
         );
-        assert_eq!(split_kohya_stem("lora_unet_down_0"), ("lora_unet_", "down_0"));
+        assert_eq!(
+            split_kohya_stem("lora_unet_down_0"),
+            ("lora_unet_", "down_0")
+        );
         assert!(classify_kohya("lora_unet_x.hada_w1_a")
             .unwrap_err()
             .contains("LoHa"));

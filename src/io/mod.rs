@@ -72,5 +72,8 @@ pub fn load_adapter(path: &Path, opts: &LoadOptions) -> Result<Adapter> {
 
 /// Loads several adapters, stopping at the first error.
 pub fn load_all(paths: &[impl AsRef<Path>], opts: &LoadOptions) -> Result<Vec<Adapter>> {
-    paths.iter().map(|p| load_adapter(p.as_ref(), opts)).collect()
+    paths
+        .iter()
+        .map(|p| load_adapter(p.as_ref(), opts))
+        .collect()
 }

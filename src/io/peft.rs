@@ -74,11 +74,17 @@ impl PeftConfig {
         }
         let r = match raw.get("r") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(positive_int(v).ok_or_else(|| err(format!("r must be a positive integer, got {v}")))?),
+            Some(v) => Some(
+                positive_int(v)
+                    .ok_or_else(|| err(format!("r must be a positive integer, got {v}")))?,
+            ),
         };
         let lora_alpha = match raw.get("lora_alpha") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(finite_number(v).ok_or_else(|| err(format!("lora_alpha must be a number, got {v}")))?),
+            Some(v) => Some(
+                finite_number(v)
+                    .ok_or_else(|| err(format!("lora_alpha must be a number, got {v}")))?,
+            ),
         };
         let use_rslora = match raw.get("use_rslora") {
             None | Some(Value::Null) => false,
@@ -187,6 +193,23 @@ pub fn read_file(weights: &Path, file: TensorFile, opts: &LoadOptions) -> Result
     read_tensors(weights, file, &config, opts)
 }
 
+/// The two factors of one module as found in the file, either possibly missing.
+struct Pair<'a> {
+    a: Option<(&'a str, &'a TensorRef)>,
+    b: Option<(&'a str, &'a TensorRef)>,
+    embedding: bool,
+}
+
+impl Pair<'_> {
+    fn new(embedding: bool) -> Self {
+        Pair {
+            a: None,
+            b: None,
+            embedding,
+        }
+    }
+}
+
 fn read_tensors(
     user_path: &Path,
     file: TensorFile,
@@ -196,8 +219,7 @@ fn read_tensors(
     let config = PeftConfig::read(config_path)?;
     let path = file.path.clone();
     let mut warnings = Vec::new();
-    let mut halves: BTreeMap<&str, (Option<(&str, &TensorRef)>, Option<(&str, &TensorRef)>, bool)> =
-        BTreeMap::new();
+    let mut halves: BTreeMap<&str, Pair> = BTreeMap::new();
     let mut extras = Vec::new();
     for (name, t) in &file.tensors {
         let kind = classify_peft(name).map_err(|reason| LegoError::Unsupported {
@@ -207,12 +229,12 @@ fn read_tensors(
         })?;
         match kind {
             PeftKey::A { stem, embedding } => {
-                let e = halves.entry(stem).or_insert((None, None, embedding));
-                e.0 = Some((name, t));
+                let e = halves.entry(stem).or_insert(Pair::new(embedding));
+                e.a = Some((name, t));
             }
             PeftKey::B { stem, embedding } => {
-                let e = halves.entry(stem).or_insert((None, None, embedding));
-                e.1 = Some((name, t));
+                let e = halves.entry(stem).or_insert(Pair::new(embedding));
+                e.b = Some((name, t));
             }
             PeftKey::Extra => extras.push(ExtraTensor {
                 name: name.clone(),
@@ -234,7 +256,7 @@ fn read_tensors(
         8.0
     });
     let mut modules = Vec::new();
-    for (stem, (a, b, embedding)) in halves {
+    for (stem, Pair { a, b, embedding }) in halves {
         let missing = |have: &str, lacks: &str| LegoError::Unsupported {
             path: path.clone(),
             tensor: have.to_string(),
@@ -328,10 +350,22 @@ mod tests {
 
     #[test]
     fn pattern_matches_suffix_after_a_dot_and_whole_paths() {
-        let p = vec![("q_proj".to_string(), 4usize), ("layers.1.mlp.up_proj".to_string(), 2)];
-        assert_eq!(match_pattern(&p, "model.layers.0.self_attn.q_proj").map(|x| x.1), Some(4));
-        assert_eq!(match_pattern(&p, "model.layers.1.mlp.up_proj").map(|x| x.1), Some(2));
-        assert_eq!(match_pattern(&p, "model.layers.11.mlp.up_proj").map(|x| x.1), None);
+        let p = vec![
+            ("q_proj".to_string(), 4usize),
+            ("layers.1.mlp.up_proj".to_string(), 2),
+        ];
+        assert_eq!(
+            match_pattern(&p, "model.layers.0.self_attn.q_proj").map(|x| x.1),
+            Some(4)
+        );
+        assert_eq!(
+            match_pattern(&p, "model.layers.1.mlp.up_proj").map(|x| x.1),
+            Some(2)
+        );
+        assert_eq!(
+            match_pattern(&p, "model.layers.11.mlp.up_proj").map(|x| x.1),
+            None
+        );
         // `xq_proj` does not end in `.q_proj`.
         assert_eq!(match_pattern(&p, "model.xq_proj").map(|x| x.1), None);
         assert_eq!(match_pattern(&p, "q_proj").map(|x| x.1), Some(4));

@@ -14,7 +14,9 @@ use safetensors::SafeTensors;
 use crate::error::{LegoError, Result};
 
 /// The element types we read and write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DType {
     /// IEEE 754 single precision.
@@ -240,10 +242,11 @@ impl TensorFile {
             path: path.into(),
             reason: describe_safetensors_error(&e),
         })?;
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| LegoError::Safetensors {
-            path: path.into(),
-            reason: describe_safetensors_error(&e),
-        })?;
+        let (_, header) =
+            SafeTensors::read_metadata(bytes).map_err(|e| LegoError::Safetensors {
+                path: path.into(),
+                reason: describe_safetensors_error(&e),
+            })?;
         let metadata = header
             .metadata()
             .as_ref()
@@ -252,12 +255,13 @@ impl TensorFile {
         let base = bytes.as_ptr() as usize;
         let mut tensors = BTreeMap::new();
         for (name, view) in parsed.tensors() {
-            let dtype =
-                DType::from_safetensors(view.dtype()).ok_or_else(|| LegoError::UnsupportedDtype {
+            let dtype = DType::from_safetensors(view.dtype()).ok_or_else(|| {
+                LegoError::UnsupportedDtype {
                     path: path.into(),
                     tensor: name.clone(),
                     dtype: format!("{:?}", view.dtype()),
-                })?;
+                }
+            })?;
             let start = view.data().as_ptr() as usize - base;
             let range = start..start + view.data().len();
             tensors.insert(
@@ -323,8 +327,10 @@ pub fn write_safetensors(
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
     use std::io::Write;
-    let meta: std::collections::HashMap<String, String> =
-        metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let meta: std::collections::HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let data = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
         .map_err(|e| LegoError::Safetensors {
             path: path.into(),

@@ -8,7 +8,6 @@ use serde_json::{Map, Value};
 
 use crate::adapter::{Adapter, AdapterFormat, ExtraTensor, LoraKind, ModuleKey};
 use crate::error::{LegoError, Result};
-use crate::io::keys::split_kohya_stem;
 use crate::io::peft::{CONFIG_NAME, PEFT_PREFIX, WEIGHTS_NAME};
 use crate::io::tensor::{write_safetensors, TensorRef};
 
@@ -132,7 +131,12 @@ impl AdapterOut {
 }
 
 /// Writes `out` in `format` to `target` (a directory for PEFT, a file for kohya).
-pub fn write_adapter(out: &AdapterOut, format: AdapterFormat, target: &Path, force: bool) -> Result<()> {
+pub fn write_adapter(
+    out: &AdapterOut,
+    format: AdapterFormat,
+    target: &Path,
+    force: bool,
+) -> Result<()> {
     match format {
         AdapterFormat::Peft => write_peft(out, target, force),
         AdapterFormat::Kohya => write_kohya(out, target, force),
@@ -260,7 +264,11 @@ pub fn to_python_json(map: &Map<String, Value>) -> String {
             Value::Object(m) => {
                 let mut keys: Vec<&String> = m.keys().collect();
                 keys.sort();
-                Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect(),
+                )
             }
             Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
             other => other.clone(),
@@ -299,7 +307,9 @@ pub fn write_kohya(out: &AdapterOut, file: &Path, force: bool) -> Result<()> {
             .unwrap_or(r as f64);
         metadata.insert("ss_network_alpha".into(), format!("{alpha:?}"));
     }
-    atomic_file(file, force, |tmp| write_safetensors(tmp, &tensors, &metadata))?;
+    atomic_file(file, force, |tmp| {
+        write_safetensors(tmp, &tensors, &metadata)
+    })?;
     for (name, text) in &out.side_files {
         let side = file.with_file_name(side_file_name(file, name));
         atomic_file(&side, true, |tmp| write_text(tmp, text))?;
@@ -320,7 +330,8 @@ fn side_file_name(file: &Path, name: &str) -> String {
 pub fn write_text(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     let mut f = std::fs::File::create(path).map_err(|e| LegoError::io(path, e))?;
-    f.write_all(text.as_bytes()).map_err(|e| LegoError::io(path, e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| LegoError::io(path, e))?;
     f.sync_all().map_err(|e| LegoError::io(path, e))
 }
 
@@ -338,7 +349,12 @@ pub fn check_target(target: &Path, force: bool) -> Result<()> {
 fn sibling(target: &Path, tag: &str) -> Result<PathBuf> {
     let name = target
         .file_name()
-        .ok_or_else(|| LegoError::Invalid(format!("{}: not a file or directory name", target.display())))?
+        .ok_or_else(|| {
+            LegoError::Invalid(format!(
+                "{}: not a file or directory name",
+                target.display()
+            ))
+        })?
         .to_string_lossy();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -357,7 +373,11 @@ fn parent_dir(target: &Path) -> PathBuf {
 
 /// Builds a directory at a temporary sibling of `target`, then renames it into place, so the
 /// target is either absent, the old version, or complete.
-pub fn atomic_dir(target: &Path, force: bool, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub fn atomic_dir(
+    target: &Path,
+    force: bool,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     check_target(target, force)?;
     let parent = parent_dir(target);
     if !parent.is_dir() {
@@ -369,7 +389,9 @@ pub fn atomic_dir(target: &Path, force: bool, fill: impl FnOnce(&Path) -> Result
     }
     let tmp = sibling(target, "lora-lego-tmp")?;
     std::fs::create_dir(&tmp).map_err(|e| LegoError::io(&tmp, e))?;
-    let result = fill(&tmp).and_then(|()| sync_dir(&tmp)).and_then(|()| replace(&tmp, target));
+    let result = fill(&tmp)
+        .and_then(|()| sync_dir(&tmp))
+        .and_then(|()| replace(&tmp, target));
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
@@ -377,7 +399,11 @@ pub fn atomic_dir(target: &Path, force: bool, fill: impl FnOnce(&Path) -> Result
 }
 
 /// Writes a file at a temporary sibling of `target`, then renames it into place.
-pub fn atomic_file(target: &Path, force: bool, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub fn atomic_file(
+    target: &Path,
+    force: bool,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     check_target(target, force)?;
     let tmp = sibling(target, "lora-lego-tmp")?;
     let result = fill(&tmp).and_then(|()| replace(&tmp, target));
@@ -421,9 +447,4 @@ fn sync_dir(dir: &Path) -> Result<()> {
         let _ = f.sync_all();
     }
     Ok(())
-}
-
-/// The kohya prefix of the module names of an adapter read from kohya.
-pub fn kohya_prefix_of(stem: &str) -> &str {
-    split_kohya_stem(stem).0
 }

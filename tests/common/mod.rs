@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 /// `tests/fixtures/<rel>`.
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }
 
 /// The three peft-tiny adapters in MANIFEST order.
@@ -42,7 +44,9 @@ impl RawTensor {
         let n: usize = shape.iter().product();
         let values: Vec<f32> = (0..n)
             .map(|i| {
-                let x = (i as u32).wrapping_mul(2654435761).wrapping_add(seed.wrapping_mul(40503));
+                let x = (i as u32)
+                    .wrapping_mul(2654435761)
+                    .wrapping_add(seed.wrapping_mul(40503));
                 ((x >> 8) as f32 / (1u32 << 24) as f32) - 0.5
             })
             .collect();
@@ -124,8 +128,16 @@ pub fn write_peft_dir(dir: &Path, config: &str, tensors: &[RawTensor]) {
 /// A linear LoRA pair `<stem>.lora_A.weight [r,d_in]`, `<stem>.lora_B.weight [d_out,r]`.
 pub fn lora_pair(stem: &str, r: usize, d_in: usize, d_out: usize, seed: u32) -> Vec<RawTensor> {
     vec![
-        RawTensor::f32_pattern(&format!("base_model.model.{stem}.lora_A.weight"), &[r, d_in], seed),
-        RawTensor::f32_pattern(&format!("base_model.model.{stem}.lora_B.weight"), &[d_out, r], seed + 1),
+        RawTensor::f32_pattern(
+            &format!("base_model.model.{stem}.lora_A.weight"),
+            &[r, d_in],
+            seed,
+        ),
+        RawTensor::f32_pattern(
+            &format!("base_model.model.{stem}.lora_B.weight"),
+            &[d_out, r],
+            seed + 1,
+        ),
     ]
 }
 

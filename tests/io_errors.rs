@@ -1,0 +1,327 @@
+//! Every unsupported or malformed input names what is wrong.
+
+mod common;
+
+use common::*;
+use lora_lego::align::ModuleSet;
+use lora_lego::io::write::{write_adapter, AdapterOut};
+use lora_lego::io::{load_adapter, LoadOptions};
+
+fn load_err(p: &std::path::Path) -> String {
+    load_adapter(p, &LoadOptions::default())
+        .unwrap_err()
+        .to_string()
+}
+
+fn dir_with(
+    tmp: &tempfile::TempDir,
+    name: &str,
+    config: &str,
+    tensors: &[RawTensor],
+) -> std::path::PathBuf {
+    let d = tmp.path().join(name);
+    write_peft_dir(&d, config, tensors);
+    d
+}
+
+fn cfg() -> String {
+    peft_config(serde_json::json!({}))
+}
+
+#[test]
+fn unsupported_adapter_kinds_name_the_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        ("base_model.model.m.q_proj.lora_magnitude_vector", "DoRA"),
+        ("base_model.model.m.q_proj.lora_B.bias", "lora_bias=True"),
+        ("base_model.model.m.q_proj.hada_w1_a", "LoHa"),
+        ("base_model.model.m.q_proj.lokr_w1", "LoKr"),
+        (
+            "base_model.model.m.q_proj.lora_A.default.weight",
+            "unknown LoRA key layout",
+        ),
+    ];
+    for (i, (key, what)) in cases.iter().enumerate() {
+        let mut t = lora_pair("m.q_proj", 4, 8, 8, 1);
+        t.push(RawTensor::f32_pattern(key, &[8], 3));
+        let d = dir_with(&tmp, &format!("u{i}"), &cfg(), &t);
+        let e = load_err(&d);
+        assert!(
+            e.contains(&format!("tensor `{key}`")) && e.contains(what),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn dora_in_config_and_non_lora_peft_types_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = lora_pair("m.q_proj", 4, 8, 8, 1);
+    let e = load_err(&dir_with(
+        &tmp,
+        "dora",
+        &peft_config(serde_json::json!({"use_dora": true})),
+        &t,
+    ));
+    assert!(
+        e.contains("use_dora is true: DoRA adapters are not supported"),
+        "{e}"
+    );
+    let e = load_err(&dir_with(
+        &tmp,
+        "ia3",
+        &peft_config(serde_json::json!({"peft_type": "IA3"})),
+        &t,
+    ));
+    assert!(
+        e.contains("peft_type is \"IA3\"; only LoRA adapters"),
+        "{e}"
+    );
+    assert!(e.contains("adapter_config.json"), "names the file: {e}");
+}
+
+#[test]
+fn a_factor_without_its_partner_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = vec![RawTensor::f32_pattern(
+        "base_model.model.m.q_proj.lora_A.weight",
+        &[4, 8],
+        1,
+    )];
+    let e = load_err(&dir_with(&tmp, "half", &cfg(), &t));
+    assert!(
+        e.contains(
+            "tensor `base_model.model.m.q_proj.lora_A.weight`: has no matching lora_B tensor"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn shapes_that_do_not_fit_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = vec![
+        RawTensor::f32_pattern("base_model.model.m.q_proj.lora_A.weight", &[4, 8], 1),
+        RawTensor::f32_pattern("base_model.model.m.q_proj.lora_B.weight", &[8, 3], 2),
+    ];
+    let e = load_err(&dir_with(&tmp, "shape", &cfg(), &t));
+    assert!(
+        e.contains("lora_B.weight`: shape [8, 3] has 3 rank columns but lora_A [4, 8] has rank 4"),
+        "{e}"
+    );
+}
+
+#[test]
+fn config_r_disagreeing_with_the_tensors_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = load_err(&dir_with(
+        &tmp,
+        "r",
+        &peft_config(serde_json::json!({"r": 16})),
+        &lora_pair("m.q_proj", 4, 8, 8, 1),
+    ));
+    assert!(e.contains("r = 16 for module `m.q_proj`, but its lora_A `base_model.model.m.q_proj.lora_A.weight` has 4 rows"), "{e}");
+}
+
+#[test]
+fn invalid_json_config_and_missing_files_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dir_with(
+        &tmp,
+        "badjson",
+        "{not json",
+        &lora_pair("m.q_proj", 4, 8, 8, 1),
+    );
+    let e = load_err(&d);
+    assert!(e.contains("adapter_config.json: invalid JSON"), "{e}");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert!(load_err(&empty).contains("no adapter_model.safetensors in this directory"));
+    let nothing = tmp.path().join("nope");
+    assert!(load_err(&nothing).contains("No such file or directory"));
+    let bare = tmp.path().join("bare.safetensors");
+    std::fs::write(
+        &bare,
+        safetensors_bytes(&lora_pair("m.q_proj", 4, 8, 8, 1), None),
+    )
+    .unwrap();
+    assert!(load_err(&bare).contains("PEFT-style tensors but no config"));
+}
+
+#[test]
+fn non_finite_values_are_refused_unless_allowed_and_zero_b_warns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = vec![
+        RawTensor::f32(
+            "base_model.model.m.q_proj.lora_A.weight",
+            &[1, 2],
+            &[f32::NAN, 1.0],
+        ),
+        RawTensor::f32(
+            "base_model.model.m.q_proj.lora_B.weight",
+            &[2, 1],
+            &[0.0, 0.0],
+        ),
+    ];
+    let d = dir_with(&tmp, "nan", &peft_config(serde_json::json!({"r": 1})), &t);
+    let e = load_err(&d);
+    assert!(
+        e.contains("tensor `base_model.model.m.q_proj.lora_A.weight` holds 1 non-finite value(s)"),
+        "{e}"
+    );
+    assert!(e.contains("--allow-nonfinite"));
+    let a = load_adapter(
+        &d,
+        &LoadOptions {
+            allow_nonfinite: true,
+        },
+    )
+    .unwrap();
+    let w = a.warnings.join("\n");
+    assert!(w.contains("all zeros: this module is untrained"), "{w}");
+}
+
+#[test]
+fn conflicting_shapes_across_adapters_name_the_module_and_both_shapes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = dir_with(&tmp, "a", &cfg(), &lora_pair("m.q_proj", 4, 8, 8, 1));
+    let b = dir_with(&tmp, "b", &cfg(), &lora_pair("m.q_proj", 4, 16, 8, 1));
+    let opts = LoadOptions::default();
+    let set = ModuleSet::new(vec![
+        load_adapter(&a, &opts).unwrap(),
+        load_adapter(&b, &opts).unwrap(),
+    ]);
+    let e = set.unwrap_err().to_string();
+    assert!(
+        e.contains("module `m.q_proj`") && e.contains("[4, 8]") && e.contains("[4, 16]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn no_module_in_common_and_different_base_models_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = LoadOptions::default();
+    let a = dir_with(&tmp, "a", &cfg(), &lora_pair("m.q_proj", 4, 8, 8, 1));
+    let b = dir_with(&tmp, "b", &cfg(), &lora_pair("m.k_proj", 4, 8, 8, 1));
+    let e = ModuleSet::new(vec![
+        load_adapter(&a, &opts).unwrap(),
+        load_adapter(&b, &opts).unwrap(),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("have no module in common"), "{e}");
+    let c = dir_with(
+        &tmp,
+        "c",
+        &peft_config(serde_json::json!({"base_model_name_or_path": "other"})),
+        &lora_pair("m.q_proj", 4, 8, 8, 1),
+    );
+    let set = ModuleSet::new(vec![
+        load_adapter(&a, &opts).unwrap(),
+        load_adapter(&c, &opts).unwrap(),
+    ])
+    .unwrap();
+    assert!(
+        set.warnings
+            .join("")
+            .contains("trained on base model `other` but `a` on `toy`"),
+        "{:?}",
+        set.warnings
+    );
+}
+
+#[test]
+fn malformed_safetensors_files_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = safetensors_bytes(&lora_pair("m.q_proj", 4, 8, 8, 1), None);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "tiny",
+            vec![1, 2, 3],
+            "shorter than the 8-byte header length",
+        ),
+        (
+            "truncated",
+            good[..good.len() - 10].to_vec(),
+            "truncated or corrupt",
+        ),
+        (
+            "hugeheader",
+            {
+                let mut v = good.clone();
+                v[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+                v
+            },
+            "header length 1099511627776 is larger than the",
+        ),
+        (
+            "notjson",
+            {
+                let mut v = 8u64.to_le_bytes().to_vec();
+                v.extend(b"not json");
+                v
+            },
+            "header is not valid JSON",
+        ),
+    ];
+    for (name, bytes, want) in cases {
+        let p = tmp.path().join(format!("{name}.safetensors"));
+        std::fs::write(&p, bytes).unwrap();
+        let e = load_err(&p);
+        assert!(
+            e.contains(&format!("{name}.safetensors")) && e.contains(want),
+            "{name}: {e}"
+        );
+    }
+    let mut t = lora_pair("m.q_proj", 4, 8, 8, 1);
+    t.push(RawTensor {
+        name: "x".into(),
+        dtype: "F64",
+        shape: vec![1],
+        data: vec![0; 8],
+    });
+    let p = tmp.path().join("f64.safetensors");
+    std::fs::write(&p, safetensors_bytes(&t, None)).unwrap();
+    let e = load_err(&p);
+    assert!(
+        e.contains("tensor `x` has dtype F64; only F32, F16 and BF16 are supported"),
+        "{e}"
+    );
+}
+
+#[test]
+fn existing_output_is_refused_without_force_and_replaced_whole_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let adapter = load_adapter(
+        &fixture("peft-tiny/adapters/reverse"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let out = AdapterOut::from_adapter(&adapter);
+    let target = tmp.path().join("out");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("keep.txt"), "precious").unwrap();
+    let e = write_adapter(
+        &out,
+        lora_lego::adapter::AdapterFormat::Peft,
+        &target,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("already exists; pass --force"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(target.join("keep.txt")).unwrap(),
+        "precious"
+    );
+    write_adapter(&out, lora_lego::adapter::AdapterFormat::Peft, &target, true).unwrap();
+    assert!(!target.join("keep.txt").exists());
+    assert!(target.join("adapter_model.safetensors").is_file());
+    // Nothing temporary is left beside the target.
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+}
