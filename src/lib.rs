@@ -9,3 +9,12 @@ pub mod inspect;
 pub mod io;
 
 pub use error::{LegoError, Result};
+pub mod engine;
+pub mod export;
+pub mod gram;
+pub mod kmeans;
+pub mod merge;
+pub mod metrics;
+pub mod msu;
+pub mod pca2d;
+pub mod recipe;

@@ -2,6 +2,7 @@
 //! library; no merge logic lives here.
 
 pub mod inspect;
+pub mod merge;
 
 use std::path::PathBuf;
 
@@ -31,6 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Show what each adapter holds: modules, shapes, ranks, scalings, ‖ΔW‖, non-LoRA tensors.
     Inspect(InspectArgs),
+    /// Merge adapters into one and write it (PEFT directory or kohya file).
+    Merge(Box<merge::MergeArgs>),
 }
 
 /// `inspect` arguments.
@@ -51,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Some(Command::Inspect(args)) => inspect::run(&args, &load),
+        Some(Command::Merge(args)) => merge::run(&args, &load),
         None => {
             let adapters = if cli.adapters.is_empty() {
                 demo_adapters()?

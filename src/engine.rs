@@ -1,0 +1,269 @@
+//! The engine: per-module caches and the one entry point both the TUI and the CLI call.
+//!
+//! Per module, the raw Gram matrices of the unfolded units are computed once (one GEMM each)
+//! and cached; a change of weights, feature space, k or reweighting only rescales them
+//! (`D G D`, O(n²)) and reclusters in the embedded space.
+
+use std::sync::OnceLock;
+
+use ndarray::Array2;
+use rayon::prelude::*;
+
+use crate::align::ModuleSet;
+use crate::error::{LegoError, Result};
+use crate::gram::embed;
+use crate::kmeans::silhouette;
+use crate::merge::baselines::{self, BaselineParams, SourceFactors};
+use crate::merge::lego;
+use crate::merge::{ClusterStats, MergedModule};
+use crate::metrics::{source_mix, DeltaMetrics, UnitGeometry};
+use crate::msu::{RawUnits, UnitScaling};
+use crate::recipe::{FeatureSpace, MergeMethod, MergeSettings, ParamReweight};
+
+/// The unfolded units' Gram matrices of one module.
+#[derive(Debug, Clone)]
+pub struct RawGram {
+    /// `A_raw A_rawᵀ`.
+    pub ga: Array2<f64>,
+    /// `B_raw B_rawᵀ` (B's columns as rows).
+    pub gb: Array2<f64>,
+    /// Per raw unit: index in the module's sources.
+    pub source: Vec<usize>,
+}
+
+impl RawGram {
+    /// One f32 GEMM per half, widened to f64 for everything downstream.
+    pub fn compute(raw: &RawUnits) -> Self {
+        let ga = raw.a.dot(&raw.a.t()).mapv(f64::from);
+        let gb = raw.b.dot(&raw.b.t()).mapv(f64::from);
+        RawGram {
+            ga,
+            gb,
+            source: raw.source.clone(),
+        }
+    }
+}
+
+/// Adapters, their alignment and the per-module caches.
+#[derive(Debug)]
+pub struct Engine {
+    /// The aligned adapters.
+    pub set: ModuleSet,
+    raw: Vec<OnceLock<RawGram>>,
+}
+
+/// The result of merging every module.
+#[derive(Debug, Clone)]
+pub struct MergeOutput {
+    /// One entry per module of the set that has at least one unit with non-zero weight.
+    pub modules: Vec<MergedModule>,
+    /// Notices from all modules, and global ones.
+    pub notices: Vec<String>,
+}
+
+impl Engine {
+    /// Wraps a module set; nothing is computed until asked.
+    pub fn new(set: ModuleSet) -> Self {
+        let raw = (0..set.modules.len()).map(|_| OnceLock::new()).collect();
+        Engine { set, raw }
+    }
+
+    /// Computes every module's raw Gram matrices in parallel.
+    pub fn prepare(&self) {
+        (0..self.raw.len()).into_par_iter().for_each(|i| {
+            self.raw_gram(i);
+        });
+    }
+
+    /// The cached raw Gram matrices of module `i`.
+    pub fn raw_gram(&self, i: usize) -> &RawGram {
+        self.raw[i].get_or_init(|| RawGram::compute(&RawUnits::load(&self.set, &self.set.modules[i])))
+    }
+
+    /// How the units of module `i` are folded under `settings`.
+    pub fn scaling(&self, i: usize, settings: &MergeSettings) -> UnitScaling {
+        let raw = self.raw_gram(i);
+        let module = &self.set.modules[i];
+        UnitScaling::new(
+            &self.set,
+            module,
+            &raw.source,
+            raw.ga.diag().as_slice().unwrap_or(&[]),
+            raw.gb.diag().as_slice().unwrap_or(&[]),
+            |ai| settings.weight(ai),
+            settings.space,
+        )
+    }
+
+    /// The folded units' geometry of module `i`.
+    pub fn geometry(&self, i: usize, scaling: &UnitScaling) -> UnitGeometry {
+        let raw = self.raw_gram(i);
+        UnitGeometry {
+            ga: scaling.scale_gram(&raw.ga, &scaling.a_scale),
+            gb: scaling.scale_gram(&raw.gb, &scaling.b_scale),
+            source: scaling.source.clone(),
+            n_sources: self.set.modules[i].sources.len(),
+        }
+    }
+
+    /// Merges module `i`. `None` when no unit has a non-zero weight.
+    pub fn merge_module(&self, i: usize, settings: &MergeSettings) -> Result<Option<MergedModule>> {
+        match settings.method {
+            MergeMethod::Lego => self.merge_lego(i, settings),
+            MergeMethod::Baseline(_) => self.merge_baseline(i, settings),
+        }
+    }
+
+    /// Merges every module in parallel; the output order is the module order.
+    pub fn merge_all(&self, settings: &MergeSettings) -> Result<MergeOutput> {
+        settings
+            .validate(self.set.adapters.len())
+            .map_err(LegoError::Invalid)?;
+        let merged: Vec<Option<MergedModule>> = (0..self.set.modules.len())
+            .into_par_iter()
+            .map(|i| self.merge_module(i, settings))
+            .collect::<Result<_>>()?;
+        let mut notices = Vec::new();
+        let mut modules = Vec::new();
+        for (i, m) in merged.into_iter().enumerate() {
+            match m {
+                Some(m) => {
+                    notices.extend(m.notices.iter().cloned());
+                    modules.push(m);
+                }
+                None => notices.push(format!(
+                    "module `{}`: every contributing adapter has weight 0; left out of the output",
+                    self.set.modules[i].key
+                )),
+            }
+        }
+        Ok(MergeOutput { modules, notices })
+    }
+
+    fn merge_lego(&self, i: usize, settings: &MergeSettings) -> Result<Option<MergedModule>> {
+        let module = &self.set.modules[i];
+        let name = module.key.as_str();
+        let scaling = self.scaling(i, settings);
+        if scaling.is_empty() {
+            return Ok(None);
+        }
+        let n = scaling.len();
+        let geom = self.geometry(i, &scaling);
+        let g = &geom.ga + &geom.gb;
+        let mut notices = Vec::new();
+        let k_req = settings.k_for(name);
+        let k = k_req.min(n);
+        if k < k_req {
+            notices.push(format!("module `{name}`: k = {k_req} is more than its {n} units; using k = {n}"));
+        }
+        let emb = embed(g.view()).map_err(|e| LegoError::Alignment {
+            module: name.to_string(),
+            reason: format!("Gram matrix: {e}"),
+        })?;
+        let model = lego::cluster(name, emb.y.view(), k, settings)?;
+        let membership = model.membership_matrix();
+        let raw = RawUnits::load(&self.set, module);
+        let (pool_a, pool_b) = scaling.pool(&raw);
+        let (ca, cb) = lego::centroids(&membership, &pool_a, &pool_b);
+        let full = (settings.param_reweight == ParamReweight::Linf).then_some((&pool_a, &pool_b, &ca, &cb));
+        let factors = lego::param_factors(settings.param_reweight, &model, &g, full);
+        let ranks = self.source_ranks(i, &scaling);
+        let out = lego::output_factor(settings, k, &ranks);
+        let (a, b) = lego::merged_factors(&ca, &cb, &factors, out);
+        let metrics = geom.delta_metrics(&lego::combination(&membership, &factors, out));
+        let sil = silhouette(g.view(), &model.labels, &model.signs).unwrap_or(0.0);
+        let clusters = ClusterStats {
+            n_units: n,
+            inertia: model.inertia,
+            silhouette: sil,
+            cluster_sizes: model.cluster_sizes(),
+            source_mix: source_mix(&model.labels, &scaling.source, k, module.sources.len()),
+            param_factors: factors,
+            output_factor: out,
+        };
+        Ok(Some(MergedModule {
+            module: i,
+            a,
+            b,
+            metrics,
+            clusters: Some(clusters),
+            notices,
+        }))
+    }
+
+    /// Ranks of the module's sources that have units in the pool.
+    fn source_ranks(&self, i: usize, scaling: &UnitScaling) -> Vec<usize> {
+        let module = &self.set.modules[i];
+        let mut present: Vec<usize> = scaling.source.clone();
+        present.dedup();
+        present
+            .into_iter()
+            .map(|si| self.set.source(module.sources[si]).rank)
+            .collect()
+    }
+
+    fn merge_baseline(&self, i: usize, settings: &MergeSettings) -> Result<Option<MergedModule>> {
+        let MergeMethod::Baseline(method) = settings.method else {
+            return Ok(None);
+        };
+        let module = &self.set.modules[i];
+        let method = method.for_adapter_count(self.set.adapters.len());
+        let factors: Vec<(Array2<f32>, Array2<f32>, f32, f32)> = module
+            .sources
+            .iter()
+            .map(|&s| {
+                let m = self.set.source(s);
+                (m.a_matrix(), m.b_matrix(), m.scale as f32, settings.weight(s.0) as f32)
+            })
+            .collect();
+        let sources: Vec<SourceFactors> = factors
+            .iter()
+            .map(|(a, b, scale, weight)| SourceFactors {
+                a: a.view(),
+                b: b.view(),
+                scale: *scale,
+                weight: *weight,
+            })
+            .collect();
+        let max_rank = self
+            .set
+            .adapters
+            .iter()
+            .flat_map(|a| a.modules.iter().map(|m| m.rank))
+            .max()
+            .unwrap_or(1);
+        let params = BaselineParams {
+            svd_rank: Some(settings.svd_rank.unwrap_or(max_rank)),
+            svd_clamp: settings.svd_clamp,
+            density: settings.density,
+            majority_sign: settings.majority_sign,
+            seed: baselines::module_seed(settings.seed, module.key.as_str()),
+        };
+        let merged = baselines::merge_module(method, &sources, &params).map_err(|e| LegoError::Alignment {
+            module: module.key.to_string(),
+            reason: e.to_string(),
+        })?;
+        let scaling = self.scaling(i, &MergeSettings {
+            space: FeatureSpace::Plain,
+            ..settings.clone()
+        });
+        let raw = RawUnits::load(&self.set, module);
+        let (pool_a, pool_b) = scaling.pool(&raw);
+        let metrics = DeltaMetrics::from_factors(
+            pool_a.view(),
+            pool_b.view(),
+            &scaling.source,
+            module.sources.len(),
+            merged.a.view(),
+            merged.b.view(),
+        );
+        Ok(Some(MergedModule {
+            module: i,
+            a: merged.a,
+            b: merged.b,
+            metrics,
+            clusters: None,
+            notices: Vec::new(),
+        }))
+    }
+}

@@ -1,0 +1,163 @@
+//! Turning a merge into an adapter on disk: dtype, names, shapes, non-LoRA tensors, config.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::adapter::AdapterFormat;
+use crate::engine::{Engine, MergeOutput};
+use crate::error::{LegoError, Result};
+use crate::io::factors::stored_shapes;
+use crate::io::tensor::{DType, TensorRef};
+use crate::io::write::{write_adapter, AdapterOut, OutModule};
+use crate::recipe::MergeSettings;
+
+/// The adapter to write for `output`, plus notices about what was decided.
+pub fn adapter_out(
+    engine: &Engine,
+    output: &MergeOutput,
+    settings: &MergeSettings,
+) -> Result<(AdapterOut, Vec<String>)> {
+    let set = &engine.set;
+    let mut notices = Vec::new();
+    let dtype = match settings.dtype {
+        Some(d) => d,
+        None => source_dtype(engine).unwrap_or_else(|| {
+            notices.push("the sources' dtypes differ; writing F32 (choose with --dtype)".into());
+            DType::F32
+        }),
+    };
+    let modules = output
+        .modules
+        .iter()
+        .map(|m| {
+            let aligned = &set.modules[m.module];
+            let k = m.rank();
+            let (a_shape, b_shape) = stored_shapes(&aligned.kind, k, aligned.d_in, aligned.d_out);
+            OutModule {
+                names: aligned.names.clone(),
+                kind: aligned.kind.clone(),
+                a: TensorRef::from_array(&m.a, a_shape, dtype),
+                b: TensorRef::from_array(&m.b, b_shape, dtype),
+                rank: k,
+                // Scale 1: the sources' scales are folded into the factors.
+                alpha: k as f64,
+            }
+        })
+        .collect();
+    let (extras, modules_to_save) = kept_heads(engine, settings, &mut notices)?;
+    let config_template = set
+        .adapters
+        .iter()
+        .find(|a| a.format == AdapterFormat::Peft)
+        .and_then(|a| a.config.clone());
+    let out = AdapterOut {
+        modules,
+        extras,
+        use_rslora: false,
+        config_template,
+        target_modules: Some(union_target_modules(engine)),
+        modules_to_save,
+        metadata: Default::default(),
+        side_files: Vec::new(),
+    };
+    Ok((out, notices))
+}
+
+/// Writes the merged adapter to `target` in the settings' format.
+pub fn export(
+    engine: &Engine,
+    output: &MergeOutput,
+    settings: &MergeSettings,
+    target: &Path,
+    force: bool,
+) -> Result<Vec<String>> {
+    let (out, notices) = adapter_out(engine, output, settings)?;
+    write_adapter(&out, settings.format, target, force)?;
+    Ok(notices)
+}
+
+/// The dtype every source factor shares, if any.
+fn source_dtype(engine: &Engine) -> Option<DType> {
+    let mut dtypes = engine.set.adapters.iter().map(|a| a.dtype());
+    let first = dtypes.next()??;
+    dtypes.all(|d| d == Some(first)).then_some(first)
+}
+
+/// The non-LoRA tensors of the adapters named in `keep_heads`; the rest are dropped, out loud.
+fn kept_heads(
+    engine: &Engine,
+    settings: &MergeSettings,
+    notices: &mut Vec<String>,
+) -> Result<(Vec<crate::adapter::ExtraTensor>, Option<Vec<String>>)> {
+    let adapters = &engine.set.adapters;
+    for name in &settings.keep_heads {
+        if !adapters.iter().any(|a| &a.name == name) {
+            let names: Vec<&str> = adapters.iter().map(|a| a.name.as_str()).collect();
+            return Err(LegoError::Invalid(format!(
+                "--keep-heads {name}: no adapter of that name (adapters: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    let mut extras = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut to_save: Option<Vec<String>> = None;
+    for a in adapters {
+        if a.extras.is_empty() {
+            continue;
+        }
+        if settings.keep_heads.contains(&a.name) {
+            for e in &a.extras {
+                if !seen.insert(e.name.clone()) {
+                    return Err(LegoError::Invalid(format!(
+                        "non-LoRA tensor `{}` is in more than one kept adapter; keep the heads of one adapter only",
+                        e.name
+                    )));
+                }
+                extras.push(e.clone());
+            }
+            if let Some(list) = a
+                .config
+                .as_ref()
+                .and_then(|c| c.get("modules_to_save"))
+                .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
+            {
+                to_save.get_or_insert_with(Vec::new).extend(list);
+            }
+        } else {
+            let names: Vec<&str> = a.extras.iter().map(|e| e.name.as_str()).collect();
+            notices.push(format!(
+                "adapter `{}`: {} non-LoRA tensor(s) not merged and left out ({}); pass --keep-heads {} to copy them",
+                a.name,
+                names.len(),
+                names.join(", "),
+                a.name
+            ));
+        }
+    }
+    if let Some(list) = &mut to_save {
+        list.sort();
+        list.dedup();
+    }
+    Ok((extras, to_save))
+}
+
+/// The union of the sources' `target_modules` lists (sorted); when any source has a regex or
+/// none, the exact module paths, which PEFT matches as well.
+fn union_target_modules(engine: &Engine) -> Value {
+    let mut names = BTreeSet::new();
+    for a in &engine.set.adapters {
+        match &a.target_modules {
+            Some(Value::Array(list)) => {
+                names.extend(list.iter().filter_map(|v| v.as_str().map(str::to_string)))
+            }
+            _ => {
+                let paths = engine.set.modules.iter().filter_map(|m| m.names.peft.clone());
+                return Value::from(paths.collect::<Vec<_>>());
+            }
+        }
+    }
+    Value::from(names.into_iter().collect::<Vec<_>>())
+}

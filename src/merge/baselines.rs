@@ -1,0 +1,699 @@
+//! PEFT's classic merges (`LoraModel.add_weighted_adapter`, PEFT 0.21.2) for one module.
+//!
+//! Semantics follow PEFT's `_generalized_task_arithmetic_weighted_adapter`,
+//! `_svd_generalized_task_arithmetic_weighted_adapter` and `utils/merge_utils.py`:
+//!
+//! * `cat`: `A' = [w_j s_j A_j]` (rows, input order), `B' = [B_j]` (columns): exact sum.
+//! * `linear`, `ties`, `dare_linear`, `dare_ties`, `magnitude_prune` (equal ranks only) merge the
+//!   A's with weights `sign(c_j)·√|c_j|` and the B's with `√|c_j|`, `c_j = w_j s_j`, separately
+//!   (so `B'A'` has cross terms, as in PEFT).
+//! * `svd` takes the truncated SVD of `Σ w_j s_j B_j A_j` (low-rank path, no dense matrix);
+//!   `ties_svd`, `dare_linear_svd`, `dare_ties_svd`, `magnitude_prune_svd` first combine the
+//!   dense deltas `D_j = s_j B_j A_j` with weights `w_j`, then take the truncated SVD.
+//!
+//! Pruning runs in f32 like PEFT. `prune` (magnitude) keeps `floor(density·numel)` entries of
+//! largest `|x|`; PEFT's `torch.topk` breaks exact ties arbitrarily, here the entry with the
+//! lower row-major index wins. DARE masks come from a seeded Xoshiro256++ (see
+//! [`stream_rng`]); PEFT's `torch.bernoulli` is unseeded.
+//!
+//! What the caller must do for PEFT parity (this function only sees one module):
+//! * pass only the adapters that target the module (PEFT skips the others);
+//! * apply [`BaselineMethod::for_adapter_count`] with the *total* number of adapters (PEFT
+//!   turns every method into `linear` when given one adapter);
+//! * pass `svd_rank = Some(max r over all adapters)` when the user gave none (PEFT's default
+//!   is global, this function's fallback is the max over this module's sources);
+//! * pad to the adapter-wide rank with [`MergedFactors::pad_to_rank`] (PEFT's `cat` writes one
+//!   `r = Σ r_j` for every module and leaves missing adapters' rows zero);
+//! * derive a per-module seed, e.g. with [`module_seed`], so DARE masks differ across modules.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::str::FromStr;
+
+use ndarray::{concatenate, Array2, ArrayView2, Axis};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::merge::lowrank_svd::{
+    clamp_quantile, dense_svd_truncate, lowrank_svd, SvdError, TruncatedSvd,
+};
+
+/// One source adapter's factors for one module: `ΔW_j = scale·b·a`.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceFactors<'a> {
+    /// `r × d_in`, PEFT's `lora_A`.
+    pub a: ArrayView2<'a, f32>,
+    /// `d_out × r`, PEFT's `lora_B`.
+    pub b: ArrayView2<'a, f32>,
+    /// The adapter's scaling: `lora_alpha / r`, or `lora_alpha / √r` with rsLoRA.
+    pub scale: f32,
+    /// The user's weight for this adapter (may be negative).
+    pub weight: f32,
+}
+
+/// A PEFT `combination_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BaselineMethod {
+    /// `linear`: weighted sum of the A's and of the B's.
+    Linear,
+    /// `cat`: concatenation along the rank axis (exact sum of the deltas).
+    Cat,
+    /// `svd`: truncated SVD of the weighted sum of the deltas.
+    Svd,
+    /// `ties`: TIES on the A's and on the B's.
+    Ties,
+    /// `ties_svd`: TIES on the dense deltas, then truncated SVD.
+    TiesSvd,
+    /// `dare_linear`: DARE random pruning + sum on the A's and on the B's.
+    DareLinear,
+    /// `dare_ties`: DARE random pruning + TIES sign election on the A's and B's.
+    DareTies,
+    /// `dare_linear_svd`: DARE on the dense deltas, then truncated SVD.
+    DareLinearSvd,
+    /// `dare_ties_svd`: DARE-TIES on the dense deltas, then truncated SVD.
+    DareTiesSvd,
+    /// `magnitude_prune`: magnitude pruning + sum on the A's and on the B's.
+    MagnitudePrune,
+    /// `magnitude_prune_svd`: magnitude pruning of the dense deltas, then truncated SVD.
+    MagnitudePruneSvd,
+}
+
+impl BaselineMethod {
+    /// Every method, in PEFT's documentation order.
+    pub const ALL: [BaselineMethod; 11] = [
+        Self::Svd,
+        Self::Linear,
+        Self::Cat,
+        Self::Ties,
+        Self::TiesSvd,
+        Self::DareTies,
+        Self::DareLinear,
+        Self::DareTiesSvd,
+        Self::DareLinearSvd,
+        Self::MagnitudePrune,
+        Self::MagnitudePruneSvd,
+    ];
+
+    /// PEFT's `combination_type` string.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Linear => "linear",
+            Self::Cat => "cat",
+            Self::Svd => "svd",
+            Self::Ties => "ties",
+            Self::TiesSvd => "ties_svd",
+            Self::DareLinear => "dare_linear",
+            Self::DareTies => "dare_ties",
+            Self::DareLinearSvd => "dare_linear_svd",
+            Self::DareTiesSvd => "dare_ties_svd",
+            Self::MagnitudePrune => "magnitude_prune",
+            Self::MagnitudePruneSvd => "magnitude_prune_svd",
+        }
+    }
+
+    /// True when the method prunes entries of the dense `d_out × d_in` ΔW (and so must form it).
+    pub fn needs_dense_delta(self) -> bool {
+        matches!(
+            self,
+            Self::TiesSvd | Self::DareLinearSvd | Self::DareTiesSvd | Self::MagnitudePruneSvd
+        )
+    }
+
+    /// True for the methods ending in an SVD (they take `svd_rank` and `svd_clamp`).
+    pub fn is_svd(self) -> bool {
+        self == Self::Svd || self.needs_dense_delta()
+    }
+
+    /// True when PEFT requires all adapters to have the same rank.
+    pub fn requires_equal_ranks(self) -> bool {
+        matches!(
+            self,
+            Self::Linear | Self::Ties | Self::DareLinear | Self::DareTies | Self::MagnitudePrune
+        )
+    }
+
+    /// True when the method reads `density`.
+    pub fn uses_density(self) -> bool {
+        !matches!(self, Self::Linear | Self::Cat | Self::Svd)
+    }
+
+    /// True when the method reads `majority_sign`.
+    pub fn uses_majority_sign(self) -> bool {
+        matches!(
+            self,
+            Self::Ties | Self::TiesSvd | Self::DareTies | Self::DareTiesSvd
+        )
+    }
+
+    /// The method PEFT actually runs for `adapter_count` adapters: `linear` when there is one.
+    pub fn for_adapter_count(self, adapter_count: usize) -> Self {
+        if adapter_count == 1 {
+            Self::Linear
+        } else {
+            self
+        }
+    }
+
+    /// How this method sparsifies each tensor and mixes them.
+    fn rule(self) -> (Sparsify, Mix) {
+        match self {
+            Self::Linear | Self::Svd | Self::Cat => (Sparsify::Keep, Mix::Sum),
+            Self::Ties | Self::TiesSvd => (Sparsify::Magnitude, Mix::Disjoint),
+            Self::DareLinear | Self::DareLinearSvd => (Sparsify::Random, Mix::Sum),
+            Self::DareTies | Self::DareTiesSvd => (Sparsify::Random, Mix::Disjoint),
+            Self::MagnitudePrune | Self::MagnitudePruneSvd => (Sparsify::Magnitude, Mix::Sum),
+        }
+    }
+}
+
+impl fmt::Display for BaselineMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BaselineMethod {
+    type Err = BaselineError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| BaselineError::UnknownMethod(s.to_string()))
+    }
+}
+
+/// PEFT's `majority_sign_method` for the TIES sign election.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MajoritySign {
+    /// `total`: the sign of the sum of the pruned values.
+    #[default]
+    Total,
+    /// `frequency`: the sign of the sum of their signs (a vote); ties go to `+`.
+    Frequency,
+}
+
+impl fmt::Display for MajoritySign {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Total => "total",
+            Self::Frequency => "frequency",
+        })
+    }
+}
+
+impl FromStr for MajoritySign {
+    type Err = BaselineError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "total" => Ok(Self::Total),
+            "frequency" => Ok(Self::Frequency),
+            _ => Err(BaselineError::UnknownMajoritySign(s.to_string())),
+        }
+    }
+}
+
+/// The parameters of `add_weighted_adapter` that shape one module's merge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaselineParams {
+    /// Output rank of the SVD methods; `None` = max rank of the given sources.
+    pub svd_rank: Option<usize>,
+    /// Quantile for PEFT's `svd_clamp`; `None` = no clamping.
+    pub svd_clamp: Option<f64>,
+    /// Fraction of entries kept by pruning, in (0, 1]; 1 disables pruning.
+    pub density: f64,
+    /// Sign election of the TIES methods.
+    pub majority_sign: MajoritySign,
+    /// Seed of the DARE masks (see [`stream_rng`]).
+    pub seed: u64,
+}
+
+impl Default for BaselineParams {
+    fn default() -> Self {
+        Self {
+            svd_rank: None,
+            svd_clamp: None,
+            density: 1.0,
+            majority_sign: MajoritySign::Total,
+            seed: 0,
+        }
+    }
+}
+
+/// The merged factors, to be written with scaling 1 (`lora_alpha = r`): `ΔW' = b·a`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergedFactors {
+    /// `r' × d_in`, the merged `lora_A`.
+    pub a: Array2<f32>,
+    /// `d_out × r'`, the merged `lora_B`.
+    pub b: Array2<f32>,
+}
+
+impl MergedFactors {
+    /// The merged rank `r'`.
+    pub fn rank(&self) -> usize {
+        self.a.nrows()
+    }
+
+    /// The merged delta `b·a` (dense; for checks and small modules).
+    pub fn delta(&self) -> Array2<f32> {
+        self.b.dot(&self.a)
+    }
+
+    /// Zero-pads to `rank` (no-op when already at least that), as PEFT leaves unused ranks zero.
+    pub fn pad_to_rank(self, rank: usize) -> Self {
+        let current = self.rank();
+        if rank <= current {
+            return self;
+        }
+        let mut a = Array2::zeros((rank, self.a.ncols()));
+        a.slice_mut(ndarray::s![..current, ..]).assign(&self.a);
+        let mut b = Array2::zeros((self.b.nrows(), rank));
+        b.slice_mut(ndarray::s![.., ..current]).assign(&self.b);
+        Self { a, b }
+    }
+}
+
+/// Why a baseline merge was refused or failed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BaselineError {
+    /// No adapter has this module.
+    #[error("{method} needs at least one source adapter for the module; got none")]
+    NoSources {
+        /// The requested method.
+        method: BaselineMethod,
+    },
+    /// A method that PEFT restricts to equal ranks got different ranks.
+    #[error("all adapters must have the same rank for {method}; got ranks {ranks}; use cat, svd or lego")]
+    UnequalRanks {
+        /// The requested method.
+        method: BaselineMethod,
+        /// The sources' ranks in input order, comma-separated.
+        ranks: String,
+    },
+    /// `density` outside (0, 1].
+    #[error("density must be in (0, 1] for {method}; got {density}")]
+    Density {
+        /// The requested method.
+        method: BaselineMethod,
+        /// The rejected density.
+        density: f64,
+    },
+    /// `svd_rank = 0`.
+    #[error("svd_rank must be at least 1 for {method}; got 0")]
+    ZeroSvdRank {
+        /// The requested method.
+        method: BaselineMethod,
+    },
+    /// `svd_clamp` outside [0, 1].
+    #[error("svd_clamp must be a quantile in [0, 1]; got {0}")]
+    Clamp(f64),
+    /// Factor shapes do not fit together.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// A weight or scale is NaN or infinite.
+    #[error("source {index}: weight ({weight}) and scale ({scale}) must be finite")]
+    NonFiniteWeight {
+        /// Position of the source.
+        index: usize,
+        /// Its weight.
+        weight: f32,
+        /// Its scale.
+        scale: f32,
+    },
+    /// An unknown `combination_type` string.
+    #[error("unknown merge method `{0}`; expected one of linear, cat, svd, ties, ties_svd, dare_linear, dare_ties, dare_linear_svd, dare_ties_svd, magnitude_prune, magnitude_prune_svd")]
+    UnknownMethod(String),
+    /// An unknown `majority_sign_method` string.
+    #[error("unknown majority sign method `{0}`; expected total or frequency")]
+    UnknownMajoritySign(String),
+    /// The SVD step failed.
+    #[error(transparent)]
+    Svd(#[from] SvdError),
+}
+
+/// Merges one module's sources with a PEFT method; see the module docs for the semantics.
+///
+/// DARE streams: tensor `t` uses [`stream_rng`]`(params.seed, t)`, with `t = j` for source
+/// j's `lora_A` and `t = n + j` for its `lora_B` (n sources) in `dare_linear`/`dare_ties`, and
+/// `t = j` for source j's dense delta in `dare_*_svd`. Entries are drawn in row-major order.
+pub fn merge_module(
+    method: BaselineMethod,
+    sources: &[SourceFactors],
+    params: &BaselineParams,
+) -> Result<MergedFactors, BaselineError> {
+    validate(method, sources, params)?;
+    match method {
+        BaselineMethod::Cat => merge_cat(sources),
+        m if m.is_svd() => merge_svd_family(m, sources, params),
+        m => Ok(merge_factorwise(m, sources, params)),
+    }
+}
+
+/// A stable per-module seed: FNV-1a of the module name mixed into `seed` with SplitMix64.
+pub fn module_seed(seed: u64, module: &str) -> u64 {
+    let hash = module.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, byte| {
+        (h ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    splitmix64(seed ^ hash)
+}
+
+/// The RNG of DARE stream `stream`: Xoshiro256++ seeded from `seed`, jumped `stream` times
+/// (each jump skips 2^128 draws, so streams never overlap).
+pub fn stream_rng(seed: u64, stream: u64) -> Xoshiro256PlusPlus {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    for _ in 0..stream {
+        rng.jump();
+    }
+    rng
+}
+
+/// PEFT's `magnitude_based_pruning`: keeps the `floor(density·numel)` entries of largest `|x|`
+/// (ties at the threshold: lower row-major index first), zeroes the rest; `density ≥ 1` keeps all.
+pub fn prune_magnitude(x: ArrayView2<f32>, density: f64) -> Array2<f32> {
+    if density >= 1.0 {
+        return x.as_standard_layout().into_owned();
+    }
+    let values: Vec<f32> = x.iter().copied().collect();
+    // Python's int() truncates, like this cast for non-negative values.
+    let keep = (density * values.len() as f64) as usize;
+    let mask = top_k_mask(&values, keep);
+    let mut out = Array2::zeros(x.raw_dim());
+    for ((o, &v), kept) in out.iter_mut().zip(&values).zip(mask) {
+        if kept {
+            *o = v;
+        }
+    }
+    out
+}
+
+/// PEFT's `random_pruning` with `rescale=True`: keeps each entry when a uniform draw in [0, 1)
+/// is below `density` and divides kept entries by `density`; `density ≥ 1` keeps all, no draws.
+pub fn prune_random(x: ArrayView2<f32>, density: f64, rng: &mut impl Rng) -> Array2<f32> {
+    if density >= 1.0 {
+        return x.as_standard_layout().into_owned();
+    }
+    let divisor = density as f32;
+    let mut out = Array2::zeros(x.raw_dim());
+    for (o, &v) in out.iter_mut().zip(x.iter()) {
+        if rng.gen::<f64>() < density {
+            *o = v / divisor;
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sparsify {
+    Keep,
+    Magnitude,
+    Random,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    Sum,
+    Disjoint,
+}
+
+fn validate(
+    method: BaselineMethod,
+    sources: &[SourceFactors],
+    params: &BaselineParams,
+) -> Result<(), BaselineError> {
+    let first = sources
+        .first()
+        .ok_or(BaselineError::NoSources { method })?;
+    let (d_out, d_in) = (first.b.nrows(), first.a.ncols());
+    for (index, s) in sources.iter().enumerate() {
+        check_source_shape(index, s, d_out, d_in)?;
+        if !(s.weight.is_finite() && s.scale.is_finite()) {
+            return Err(BaselineError::NonFiniteWeight {
+                index,
+                weight: s.weight,
+                scale: s.scale,
+            });
+        }
+    }
+    if method.requires_equal_ranks() && sources.iter().any(|s| s.a.nrows() != first.a.nrows()) {
+        let ranks: Vec<String> = sources.iter().map(|s| s.a.nrows().to_string()).collect();
+        return Err(BaselineError::UnequalRanks {
+            method,
+            ranks: ranks.join(", "),
+        });
+    }
+    if method.uses_density() && !(params.density > 0.0 && params.density <= 1.0) {
+        return Err(BaselineError::Density {
+            method,
+            density: params.density,
+        });
+    }
+    if method.is_svd() {
+        if params.svd_rank == Some(0) {
+            return Err(BaselineError::ZeroSvdRank { method });
+        }
+        if let Some(q) = params.svd_clamp.filter(|q| !(0.0..=1.0).contains(q)) {
+            return Err(BaselineError::Clamp(q));
+        }
+    }
+    Ok(())
+}
+
+fn check_source_shape(
+    index: usize,
+    s: &SourceFactors,
+    d_out: usize,
+    d_in: usize,
+) -> Result<(), BaselineError> {
+    let ((ra, ca), (rb, cb)) = (s.a.dim(), s.b.dim());
+    if ra != cb || ra == 0 {
+        return Err(BaselineError::Shape(format!(
+            "source {index}: lora_A is {ra}×{ca} and lora_B is {rb}×{cb}; \
+             lora_A's rows must equal lora_B's columns and be at least 1"
+        )));
+    }
+    if (rb, ca) != (d_out, d_in) {
+        return Err(BaselineError::Shape(format!(
+            "source {index} has a {rb}×{ca} delta but source 0 has {d_out}×{d_in}"
+        )));
+    }
+    Ok(())
+}
+
+/// `cat`: PEFT computes `A_j * weight * scaling` in f32, in that order.
+fn merge_cat(sources: &[SourceFactors]) -> Result<MergedFactors, BaselineError> {
+    let scaled: Vec<Array2<f32>> = sources
+        .iter()
+        .map(|s| s.a.mapv(|v| v * s.weight * s.scale))
+        .collect();
+    let a_views: Vec<ArrayView2<f32>> = scaled.iter().map(|a| a.view()).collect();
+    let b_views: Vec<ArrayView2<f32>> = sources.iter().map(|s| s.b).collect();
+    let shape_error = |e: ndarray::ShapeError| BaselineError::Shape(e.to_string());
+    Ok(MergedFactors {
+        a: concatenate(Axis(0), &a_views).map_err(shape_error)?,
+        b: concatenate(Axis(1), &b_views).map_err(shape_error)?,
+    })
+}
+
+/// linear / ties / dare_linear / dare_ties / magnitude_prune on the A's and B's separately.
+fn merge_factorwise(
+    method: BaselineMethod,
+    sources: &[SourceFactors],
+    params: &BaselineParams,
+) -> MergedFactors {
+    // PEFT: c = weight * scaling in Python floats; sqrt|c| on both sides, sign on A only.
+    let (weights_a, weights_b): (Vec<f32>, Vec<f32>) = sources
+        .iter()
+        .map(|s| {
+            let c = f64::from(s.weight) * f64::from(s.scale);
+            let root = c.abs().sqrt();
+            let sign = if c >= 0.0 { 1.0 } else { -1.0 };
+            ((sign * root) as f32, root as f32)
+        })
+        .unzip();
+    let combiner = Combiner::new(method, params);
+    let a_views: Vec<ArrayView2<f32>> = sources.iter().map(|s| s.a).collect();
+    let b_views: Vec<ArrayView2<f32>> = sources.iter().map(|s| s.b).collect();
+    MergedFactors {
+        a: combiner.combine(&a_views, &weights_a, 0),
+        b: combiner.combine(&b_views, &weights_b, sources.len() as u64),
+    }
+}
+
+/// svd and the *_svd methods.
+fn merge_svd_family(
+    method: BaselineMethod,
+    sources: &[SourceFactors],
+    params: &BaselineParams,
+) -> Result<MergedFactors, BaselineError> {
+    let max_rank = sources.iter().map(|s| s.a.nrows()).max().unwrap_or(1);
+    let rank = params.svd_rank.unwrap_or(max_rank);
+    let svd = if method.needs_dense_delta() {
+        let deltas: Vec<Array2<f32>> = sources
+            .iter()
+            .map(|s| s.b.dot(&s.a) * s.scale)
+            .collect();
+        let views: Vec<ArrayView2<f32>> = deltas.iter().map(|d| d.view()).collect();
+        let weights: Vec<f32> = sources.iter().map(|s| s.weight).collect();
+        let combined = Combiner::new(method, params).combine(&views, &weights, 0);
+        dense_svd_truncate(combined.view(), rank, params.svd_clamp)?
+    } else {
+        weighted_sum_svd(sources, rank, params.svd_clamp)?
+    };
+    Ok(MergedFactors {
+        a: svd.vt,
+        b: svd.u_s,
+    })
+}
+
+/// Plain `svd`: the SVD of `Σ w_j s_j B_j A_j` from the stacked factors.
+fn weighted_sum_svd(
+    sources: &[SourceFactors],
+    rank: usize,
+    clamp: Option<f64>,
+) -> Result<TruncatedSvd, BaselineError> {
+    let scaled_b: Vec<Array2<f32>> = sources
+        .iter()
+        .map(|s| s.b.mapv(|v| v * s.weight * s.scale))
+        .collect();
+    let b_views: Vec<ArrayView2<f32>> = scaled_b.iter().map(|b| b.view()).collect();
+    let a_views: Vec<ArrayView2<f32>> = sources.iter().map(|s| s.a).collect();
+    let shape_error = |e: ndarray::ShapeError| BaselineError::Shape(e.to_string());
+    let b_cat = concatenate(Axis(1), &b_views).map_err(shape_error)?;
+    let a_cat = concatenate(Axis(0), &a_views).map_err(shape_error)?;
+    let mut svd = lowrank_svd(b_cat.view(), a_cat.view(), rank)?;
+    if let Some(q) = clamp {
+        clamp_quantile(&mut svd, q)?;
+    }
+    Ok(svd)
+}
+
+/// PEFT's `task_arithmetic` / `ties` / `dare_*` / `magnitude_prune` over a list of tensors.
+struct Combiner {
+    sparsify: Sparsify,
+    mix: Mix,
+    density: f64,
+    majority: MajoritySign,
+    seed: u64,
+}
+
+impl Combiner {
+    fn new(method: BaselineMethod, params: &BaselineParams) -> Self {
+        let (sparsify, mix) = method.rule();
+        Self {
+            sparsify,
+            mix,
+            density: params.density,
+            majority: params.majority_sign,
+            seed: params.seed,
+        }
+    }
+
+    /// Sparsifies each tensor (tensor j on DARE stream `first_stream + j`) and mixes them.
+    fn combine(&self, tensors: &[ArrayView2<f32>], weights: &[f32], first_stream: u64) -> Array2<f32> {
+        let pruned: Vec<Array2<f32>> = tensors
+            .iter()
+            .zip(first_stream..)
+            .map(|(t, stream)| self.sparsify_one(*t, stream))
+            .collect();
+        match self.mix {
+            Mix::Sum => weighted_sum(&pruned, weights),
+            Mix::Disjoint => disjoint_merge(&pruned, weights, self.majority),
+        }
+    }
+
+    fn sparsify_one(&self, x: ArrayView2<f32>, stream: u64) -> Array2<f32> {
+        match self.sparsify {
+            Sparsify::Keep => x.as_standard_layout().into_owned(),
+            Sparsify::Magnitude => prune_magnitude(x, self.density),
+            Sparsify::Random => prune_random(x, self.density, &mut stream_rng(self.seed, stream)),
+        }
+    }
+}
+
+/// `Σ_j w_j X_j` in f32, accumulated in input order like torch's `sum(dim=0)`.
+fn weighted_sum(tensors: &[Array2<f32>], weights: &[f32]) -> Array2<f32> {
+    let mut out = Array2::<f32>::zeros(tensors[0].raw_dim());
+    for (t, &w) in tensors.iter().zip(weights) {
+        out.zip_mut_with(t, |o, &v| *o += v * w);
+    }
+    out
+}
+
+/// TIES' sign election and disjoint mean, entry by entry (PEFT's
+/// `calculate_majority_sign_mask` on the *unweighted* pruned tensors, then `disjoint_merge`).
+fn disjoint_merge(tensors: &[Array2<f32>], weights: &[f32], majority: MajoritySign) -> Array2<f32> {
+    let mut out = Array2::<f32>::zeros(tensors[0].raw_dim());
+    let mut columns: Vec<_> = tensors.iter().map(|t| t.iter()).collect();
+    let mut values = vec![0.0f32; tensors.len()];
+    for o in out.iter_mut() {
+        for (slot, it) in values.iter_mut().zip(columns.iter_mut()) {
+            *slot = it.next().copied().unwrap_or(0.0);
+        }
+        *o = disjoint_entry(&values, weights, majority);
+    }
+    out
+}
+
+fn disjoint_entry(values: &[f32], weights: &[f32], majority: MajoritySign) -> f32 {
+    let election: f32 = match majority {
+        MajoritySign::Total => values.iter().sum(),
+        MajoritySign::Frequency => values.iter().map(|&v| torch_sign(v)).sum(),
+    };
+    let elected = if election >= 0.0 { 1.0 } else { -1.0 };
+    let (mut sum, mut count) = (0.0f32, 0.0f32);
+    for (&v, &w) in values.iter().zip(weights) {
+        // torch.sign(0) = 0 never equals ±1: pruned entries never count.
+        if torch_sign(v) == elected {
+            sum += v * w;
+            count += 1.0;
+        }
+    }
+    sum / count.max(1.0)
+}
+
+fn torch_sign(v: f32) -> f32 {
+    match v.partial_cmp(&0.0) {
+        Some(Ordering::Greater) => 1.0,
+        Some(Ordering::Less) => -1.0,
+        Some(Ordering::Equal) => 0.0,
+        None => f32::NAN,
+    }
+}
+
+/// Mask of the `k` largest `|v|`; equal magnitudes at the threshold go to lower indices.
+fn top_k_mask(values: &[f32], k: usize) -> Vec<bool> {
+    if k >= values.len() {
+        return vec![true; values.len()];
+    }
+    if k == 0 {
+        return vec![false; values.len()];
+    }
+    let mut magnitudes: Vec<f32> = values.iter().map(|v| v.abs()).collect();
+    let (_, threshold, _) = magnitudes.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    let threshold = *threshold;
+    let above = values
+        .iter()
+        .filter(|v| v.abs().total_cmp(&threshold) == Ordering::Greater)
+        .count();
+    let mut ties_left = k - above;
+    values
+        .iter()
+        .map(|v| match v.abs().total_cmp(&threshold) {
+            Ordering::Greater => true,
+            Ordering::Equal if ties_left > 0 => {
+                ties_left -= 1;
+                true
+            }
+            _ => false,
+        })
+        .collect()
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}

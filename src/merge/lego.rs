@@ -1,0 +1,120 @@
+//! LoRA-LEGO for one module: k-means over the embedded units, centroids as the merged units,
+//! then dual reweighting (parameter: restore the members' norm; output: undo the variance
+//! growth of k terms).
+
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+
+use crate::error::{LegoError, Result};
+use crate::kmeans::GramKMeans;
+use crate::metrics::Combination;
+use crate::recipe::{FeatureSpace, MergeSettings, OutputReweight, ParamReweight};
+
+/// Clusters the embedded units `y` (n × m) into `k ≤ n` clusters with the settings' k-means.
+pub fn cluster(module: &str, y: ArrayView2<f64>, k: usize, settings: &MergeSettings) -> Result<GramKMeans> {
+    GramKMeans::params(k)
+        .n_init(settings.n_init)
+        .max_iter(settings.max_iter)
+        .tol(settings.tol)
+        .seed(settings.seed)
+        .sign_aware(settings.space == FeatureSpace::SignAware)
+        .fit_embedding(y)
+        .map_err(|e| LegoError::Alignment {
+            module: module.to_string(),
+            reason: format!("k-means failed: {e}"),
+        })
+}
+
+/// Full-dimension centroids `M·X` as `(k × d_in, k × d_out)` from the folded pool.
+pub fn centroids(
+    membership: &Array2<f64>,
+    pool_a: &Array2<f32>,
+    pool_b: &Array2<f32>,
+) -> (Array2<f32>, Array2<f32>) {
+    let m = membership.mapv(|v| v as f32);
+    (m.dot(pool_a), m.dot(pool_b))
+}
+
+/// The parameter-reweighting factor of each cluster: mean member norm / centroid norm (≥ 1 by
+/// the triangle inequality; 1 for a zero centroid). L2 needs only the Gram matrix; L∞ needs
+/// the pool and the full centroids.
+pub fn param_factors(
+    norm: ParamReweight,
+    model: &GramKMeans,
+    g: &Array2<f64>,
+    full: Option<(&Array2<f32>, &Array2<f32>, &Array2<f32>, &Array2<f32>)>,
+) -> Vec<f64> {
+    let k = model.k();
+    let (member_norms, centroid_norms): (Array1<f64>, Array1<f64>) = match norm {
+        ParamReweight::Off => return vec![1.0; k],
+        ParamReweight::L2 => {
+            let m = model.membership_matrix();
+            let cg = m.dot(g).dot(&m.t());
+            (
+                g.diag().mapv(|v| v.max(0.0).sqrt()),
+                cg.diag().mapv(|v| v.max(0.0).sqrt()),
+            )
+        }
+        ParamReweight::Linf => {
+            let Some((pa, pb, ca, cb)) = full else {
+                return vec![1.0; k];
+            };
+            (linf_rows(pa, pb), linf_rows(ca, cb))
+        }
+    };
+    let mut sums = vec![0.0; k];
+    let mut counts = vec![0usize; k];
+    for (i, &l) in model.labels.iter().enumerate() {
+        sums[l] += member_norms[i];
+        counts[l] += 1;
+    }
+    (0..k)
+        .map(|c| {
+            let mean = sums[c] / counts[c].max(1) as f64;
+            if centroid_norms[c] > 0.0 {
+                mean / centroid_norms[c]
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+/// Max-abs norm of each concatenated row `[a_i; b_i]`.
+fn linf_rows(a: &Array2<f32>, b: &Array2<f32>) -> Array1<f64> {
+    let ma = a.map_axis(Axis(1), |r| r.iter().fold(0f32, |m, v| m.max(v.abs())));
+    let mb = b.map_axis(Axis(1), |r| r.iter().fold(0f32, |m, v| m.max(v.abs())));
+    ma.iter().zip(mb.iter()).map(|(x, y)| f64::from(x.max(*y))).collect()
+}
+
+/// The output-reweighting factor `√(r_ref / k)` times the free multiplier.
+pub fn output_factor(settings: &MergeSettings, k: usize, source_ranks: &[usize]) -> f64 {
+    let r_ref = match settings.output_reweight {
+        OutputReweight::Off => None,
+        OutputReweight::Mean => Some(source_ranks.iter().sum::<usize>() as f64 / source_ranks.len().max(1) as f64),
+        OutputReweight::Max => Some(source_ranks.iter().copied().max().unwrap_or(1) as f64),
+        OutputReweight::Value(v) => Some(v),
+    };
+    r_ref.map(|r| (r / k as f64).sqrt()).unwrap_or(1.0) * settings.output_scale
+}
+
+/// The merged matrix as a combination of units: term c has a-coefficients `f_c·M_c` and
+/// b-coefficients `f_c·ρ·M_c`.
+pub fn combination(membership: &Array2<f64>, factors: &[f64], output_factor: f64) -> Combination {
+    let f = Array1::from(factors.to_vec()).insert_axis(Axis(1));
+    let v = membership * &f;
+    let u = &v * output_factor;
+    Combination { u, v }
+}
+
+/// The merged factors `(A' k × d_in, B' d_out × k)` from the full centroids.
+pub fn merged_factors(
+    centroid_a: &Array2<f32>,
+    centroid_b: &Array2<f32>,
+    factors: &[f64],
+    output_factor: f64,
+) -> (Array2<f32>, Array2<f32>) {
+    let f = Array1::from_iter(factors.iter().map(|v| *v as f32)).insert_axis(Axis(1));
+    let a = centroid_a * &f;
+    let b = (centroid_b * &f) * output_factor as f32;
+    (a, b.reversed_axes().as_standard_layout().to_owned())
+}

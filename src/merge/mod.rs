@@ -1,0 +1,53 @@
+//! Merge methods: LoRA-LEGO and PEFT's classic combinations, all producing [`MergedModule`].
+
+pub mod baselines;
+pub mod lego;
+pub mod lowrank_svd;
+
+use ndarray::Array2;
+use serde::Serialize;
+
+use crate::metrics::DeltaMetrics;
+
+/// LEGO's clustering figures for one module.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterStats {
+    /// Units pooled.
+    pub n_units: usize,
+    /// k-means inertia in the embedded space.
+    pub inertia: f64,
+    /// Mean silhouette.
+    pub silhouette: f64,
+    /// Units per cluster.
+    pub cluster_sizes: Vec<usize>,
+    /// Per cluster, units contributed by each of the module's sources.
+    pub source_mix: Vec<Vec<usize>>,
+    /// Parameter-reweighting factor per cluster (1 when off).
+    pub param_factors: Vec<f64>,
+    /// Output-reweighting factor on B' (including the free multiplier).
+    pub output_factor: f64,
+}
+
+/// One merged module: factors written with scaling 1 (`ΔW' = B'·A'`) plus its metrics.
+#[derive(Debug, Clone)]
+pub struct MergedModule {
+    /// Index into the module set.
+    pub module: usize,
+    /// `k × d_in`.
+    pub a: Array2<f32>,
+    /// `d_out × k`.
+    pub b: Array2<f32>,
+    /// ΔW' against the exact weighted sum and each source (indexed like the module's sources).
+    pub metrics: DeltaMetrics,
+    /// Clustering figures (LEGO only).
+    pub clusters: Option<ClusterStats>,
+    /// Things the user should know about this module (k clamped, …).
+    pub notices: Vec<String>,
+}
+
+impl MergedModule {
+    /// The merged rank.
+    pub fn rank(&self) -> usize {
+        self.a.nrows()
+    }
+}

@@ -1,0 +1,124 @@
+//! Minimal Semantic Units: every rank of every source adapter as one `(a, b)` pair, with the
+//! source's weight and scale folded in so the units sum exactly to `Σ_j w_j ΔW_j`.
+
+use ndarray::{Array1, Array2, Axis};
+
+use crate::align::{AlignedModule, ModuleSet};
+use crate::recipe::FeatureSpace;
+
+/// The raw (unfolded) units of one module: rows of every source's A and columns of its B.
+#[derive(Debug, Clone)]
+pub struct RawUnits {
+    /// `N × d_in`: row i is `A_j[r, :]`.
+    pub a: Array2<f32>,
+    /// `N × d_out`: row i is `B_j[:, r]`.
+    pub b: Array2<f32>,
+    /// Which entry of the module's `sources` each unit came from.
+    pub source: Vec<usize>,
+}
+
+impl RawUnits {
+    /// Reads the units of `module` from the adapters (the only place factors are materialised).
+    pub fn load(set: &ModuleSet, module: &AlignedModule) -> Self {
+        let n: usize = module.sources.iter().map(|s| set.source(*s).rank).sum();
+        let mut a = Array2::zeros((n, module.d_in));
+        let mut b = Array2::zeros((n, module.d_out));
+        let mut source = Vec::with_capacity(n);
+        let mut row = 0;
+        for (si, s) in module.sources.iter().enumerate() {
+            let m = set.source(*s);
+            let r = m.rank;
+            a.slice_mut(ndarray::s![row..row + r, ..]).assign(&m.a_matrix());
+            b.slice_mut(ndarray::s![row..row + r, ..]).assign(&m.b_matrix().t());
+            source.extend(std::iter::repeat_n(si, r));
+            row += r;
+        }
+        RawUnits { a, b, source }
+    }
+}
+
+/// How each raw unit enters the pool: which units are kept (weight ≠ 0) and the factors that
+/// multiply their a and b halves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitScaling {
+    /// Raw unit indices kept, in order.
+    pub keep: Vec<usize>,
+    /// Per kept unit: `a = a_scale · A_raw`.
+    pub a_scale: Array1<f64>,
+    /// Per kept unit: `b = b_scale · B_raw`.
+    pub b_scale: Array1<f64>,
+    /// Per kept unit: the index in `module.sources`.
+    pub source: Vec<usize>,
+}
+
+impl UnitScaling {
+    /// Folds `√|w_j s_j|` into both halves and `sign(w_j s_j)` into b; `balanced` also rescales
+    /// each unit so ‖a‖ = ‖b‖ (from the raw squared norms `a_sq`, `b_sq`). Units of sources with
+    /// weight 0 are left out: they contribute nothing and would only dilute centroids.
+    pub fn new(
+        set: &ModuleSet,
+        module: &AlignedModule,
+        raw_source: &[usize],
+        a_sq: &[f64],
+        b_sq: &[f64],
+        weight: impl Fn(usize) -> f64,
+        space: FeatureSpace,
+    ) -> Self {
+        let mut keep = Vec::new();
+        let (mut av, mut bv, mut src) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, &si) in raw_source.iter().enumerate() {
+            let (ai, _) = module.sources[si];
+            let c = weight(ai) * set.source(module.sources[si]).scale;
+            if c == 0.0 {
+                continue;
+            }
+            let root = c.abs().sqrt();
+            let t = if space == FeatureSpace::Balanced && a_sq[i] > 0.0 && b_sq[i] > 0.0 {
+                (b_sq[i].sqrt() / a_sq[i].sqrt()).sqrt()
+            } else {
+                1.0
+            };
+            keep.push(i);
+            av.push(root * t);
+            bv.push(c.signum() * root / t);
+            src.push(si);
+        }
+        UnitScaling {
+            keep,
+            a_scale: Array1::from(av),
+            b_scale: Array1::from(bv),
+            source: src,
+        }
+    }
+
+    /// Number of units in the pool.
+    pub fn len(&self) -> usize {
+        self.keep.len()
+    }
+
+    /// True when no unit is kept.
+    pub fn is_empty(&self) -> bool {
+        self.keep.is_empty()
+    }
+
+    /// The folded pool `(A_units n × d_in, B_units n × d_out)` from the raw units.
+    pub fn pool(&self, raw: &RawUnits) -> (Array2<f32>, Array2<f32>) {
+        let mut a = raw.a.select(Axis(0), &self.keep);
+        let mut b = raw.b.select(Axis(0), &self.keep);
+        for (i, mut row) in a.rows_mut().into_iter().enumerate() {
+            row *= self.a_scale[i] as f32;
+        }
+        for (i, mut row) in b.rows_mut().into_iter().enumerate() {
+            row *= self.b_scale[i] as f32;
+        }
+        (a, b)
+    }
+
+    /// `D G_raw[keep, keep] D` for a raw Gram matrix and per-unit scale `d`.
+    pub fn scale_gram(&self, raw: &Array2<f64>, d: &Array1<f64>) -> Array2<f64> {
+        let sub = raw.select(Axis(0), &self.keep).select(Axis(1), &self.keep);
+        let col = d.view().insert_axis(Axis(1));
+        let row = d.view().insert_axis(Axis(0));
+        &sub * &col * &row
+    }
+}
