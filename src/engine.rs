@@ -17,7 +17,7 @@ use crate::merge::baselines::{self, BaselineParams, SourceFactors};
 use crate::merge::lego;
 use crate::merge::{ClusterStats, MergedModule};
 use crate::metrics::{source_mix, DeltaMetrics, UnitGeometry};
-use crate::msu::{RawUnits, UnitScaling};
+use crate::msu::{RawUnitInfo, RawUnits, UnitScaling};
 use crate::recipe::{FeatureSpace, MergeMethod, MergeSettings, ParamReweight};
 
 /// The unfolded units' Gram matrices of one module.
@@ -29,6 +29,11 @@ pub struct RawGram {
     pub gb: Array2<f64>,
     /// Per raw unit: index in the module's sources.
     pub source: Vec<usize>,
+    /// Per raw unit: content hash (for the canonical order).
+    pub hash: Vec<u64>,
+    /// Diagonals of `ga` and `gb`.
+    a_sq: Vec<f64>,
+    b_sq: Vec<f64>,
 }
 
 impl RawGram {
@@ -37,9 +42,12 @@ impl RawGram {
         let ga = raw.a.dot(&raw.a.t()).mapv(f64::from);
         let gb = raw.b.dot(&raw.b.t()).mapv(f64::from);
         RawGram {
+            a_sq: ga.diag().to_vec(),
+            b_sq: gb.diag().to_vec(),
             ga,
             gb,
             source: raw.source.clone(),
+            hash: raw.hashes(),
         }
     }
 }
@@ -84,15 +92,13 @@ impl Engine {
     pub fn scaling(&self, i: usize, settings: &MergeSettings) -> UnitScaling {
         let raw = self.raw_gram(i);
         let module = &self.set.modules[i];
-        UnitScaling::new(
-            &self.set,
-            module,
-            &raw.source,
-            raw.ga.diag().as_slice().unwrap_or(&[]),
-            raw.gb.diag().as_slice().unwrap_or(&[]),
-            |ai| settings.weight(ai),
-            settings.space,
-        )
+        let info = RawUnitInfo {
+            source: &raw.source,
+            a_sq: &raw.a_sq,
+            b_sq: &raw.b_sq,
+            hash: &raw.hash,
+        };
+        UnitScaling::new(&self.set, module, &info, |ai| settings.weight(ai), settings.space)
     }
 
     /// The folded units' geometry of module `i`.
@@ -195,6 +201,7 @@ impl Engine {
     fn source_ranks(&self, i: usize, scaling: &UnitScaling) -> Vec<usize> {
         let module = &self.set.modules[i];
         let mut present: Vec<usize> = scaling.source.clone();
+        present.sort_unstable();
         present.dedup();
         present
             .into_iter()

@@ -17,6 +17,19 @@ pub struct RawUnits {
     pub source: Vec<usize>,
 }
 
+/// A hash of a unit's stored values (FNV-1a over the f32 bits of a then b): a key that does not
+/// depend on where the unit sits, used to put units in a canonical order.
+pub fn unit_hash(a: &[f32], b: &[f32]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in a.iter().chain(b) {
+        for byte in v.to_bits().to_le_bytes() {
+            h ^= u64::from(byte);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
 impl RawUnits {
     /// Reads the units of `module` from the adapters (the only place factors are materialised).
     pub fn load(set: &ModuleSet, module: &AlignedModule) -> Self {
@@ -35,6 +48,29 @@ impl RawUnits {
         }
         RawUnits { a, b, source }
     }
+
+    /// [`unit_hash`] of every unit.
+    pub fn hashes(&self) -> Vec<u64> {
+        self.a
+            .rows()
+            .into_iter()
+            .zip(self.b.rows())
+            .map(|(a, b)| unit_hash(&a.to_vec(), &b.to_vec()))
+            .collect()
+    }
+}
+
+/// What the folding needs to know about each raw unit.
+#[derive(Debug, Clone, Copy)]
+pub struct RawUnitInfo<'a> {
+    /// Index in the module's sources.
+    pub source: &'a [usize],
+    /// ‖A_raw row‖².
+    pub a_sq: &'a [f64],
+    /// ‖B_raw column‖².
+    pub b_sq: &'a [f64],
+    /// [`unit_hash`].
+    pub hash: &'a [u64],
 }
 
 /// How each raw unit enters the pool: which units are kept (weight ≠ 0) and the factors that
@@ -55,17 +91,23 @@ impl UnitScaling {
     /// Folds `√|w_j s_j|` into both halves and `sign(w_j s_j)` into b; `balanced` also rescales
     /// each unit so ‖a‖ = ‖b‖ (from the raw squared norms `a_sq`, `b_sq`). Units of sources with
     /// weight 0 are left out: they contribute nothing and would only dilute centroids.
+    ///
+    /// Kept units are put in a canonical order (by content hash, then folding factors), so the
+    /// merge is exactly — bit for bit — independent of the order of units and adapters.
     pub fn new(
         set: &ModuleSet,
         module: &AlignedModule,
-        raw_source: &[usize],
-        a_sq: &[f64],
-        b_sq: &[f64],
+        raw: &RawUnitInfo,
         weight: impl Fn(usize) -> f64,
         space: FeatureSpace,
     ) -> Self {
-        let mut keep = Vec::new();
-        let (mut av, mut bv, mut src) = (Vec::new(), Vec::new(), Vec::new());
+        let RawUnitInfo {
+            source: raw_source,
+            a_sq,
+            b_sq,
+            hash,
+        } = raw;
+        let mut entries = Vec::new();
         for (i, &si) in raw_source.iter().enumerate() {
             let (ai, _) = module.sources[si];
             let c = weight(ai) * set.source(module.sources[si]).scale;
@@ -78,16 +120,15 @@ impl UnitScaling {
             } else {
                 1.0
             };
-            keep.push(i);
-            av.push(root * t);
-            bv.push(c.signum() * root / t);
-            src.push(si);
+            let (a_scale, b_scale) = (root * t, c.signum() * root / t);
+            entries.push((hash[i], a_scale.to_bits(), b_scale.to_bits(), i, a_scale, b_scale, si));
         }
+        entries.sort_unstable_by_key(|e| (e.0, e.1, e.2, e.3));
         UnitScaling {
-            keep,
-            a_scale: Array1::from(av),
-            b_scale: Array1::from(bv),
-            source: src,
+            keep: entries.iter().map(|e| e.3).collect(),
+            a_scale: entries.iter().map(|e| e.4).collect(),
+            b_scale: entries.iter().map(|e| e.5).collect(),
+            source: entries.iter().map(|e| e.6).collect(),
         }
     }
 
