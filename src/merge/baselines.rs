@@ -422,9 +422,7 @@ fn validate(
     sources: &[SourceFactors],
     params: &BaselineParams,
 ) -> Result<(), BaselineError> {
-    let first = sources
-        .first()
-        .ok_or(BaselineError::NoSources { method })?;
+    let first = sources.first().ok_or(BaselineError::NoSources { method })?;
     let (d_out, d_in) = (first.b.nrows(), first.a.ncols());
     for (index, s) in sources.iter().enumerate() {
         check_source_shape(index, s, d_out, d_in)?;
@@ -530,10 +528,7 @@ fn merge_svd_family(
     let max_rank = sources.iter().map(|s| s.a.nrows()).max().unwrap_or(1);
     let rank = params.svd_rank.unwrap_or(max_rank);
     let svd = if method.needs_dense_delta() {
-        let deltas: Vec<Array2<f32>> = sources
-            .iter()
-            .map(|s| s.b.dot(&s.a) * s.scale)
-            .collect();
+        let deltas: Vec<Array2<f32>> = sources.iter().map(|s| s.b.dot(&s.a) * s.scale).collect();
         let views: Vec<ArrayView2<f32>> = deltas.iter().map(|d| d.view()).collect();
         let weights: Vec<f32> = sources.iter().map(|s| s.weight).collect();
         let combined = Combiner::new(method, params).combine(&views, &weights, 0);
@@ -591,7 +586,12 @@ impl Combiner {
     }
 
     /// Sparsifies each tensor (tensor j on DARE stream `first_stream + j`) and mixes them.
-    fn combine(&self, tensors: &[ArrayView2<f32>], weights: &[f32], first_stream: u64) -> Array2<f32> {
+    fn combine(
+        &self,
+        tensors: &[ArrayView2<f32>],
+        weights: &[f32],
+        first_stream: u64,
+    ) -> Array2<f32> {
         let pruned: Vec<Array2<f32>> = tensors
             .iter()
             .zip(first_stream..)

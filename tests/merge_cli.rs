@@ -1,0 +1,161 @@
+//! The `merge` and `inspect` commands as a user runs them.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lora-lego"))
+}
+
+fn tiny_args() -> Vec<String> {
+    tiny_adapters().iter().map(|p| p.display().to_string()).collect()
+}
+
+#[test]
+fn same_seed_gives_byte_identical_exports_whatever_the_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut outputs = Vec::new();
+    for threads in ["1", "2", "2"] {
+        let out = tmp.path().join(format!("out{}", outputs.len()));
+        let st = bin()
+            .arg("merge")
+            .args(tiny_args())
+            .args(["-k", "5", "--seed", "7", "--quiet", "-o"])
+            .arg(&out)
+            .env("RAYON_NUM_THREADS", threads)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        outputs.push(std::fs::read(out.join("adapter_model.safetensors")).unwrap());
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[1], outputs[2]);
+}
+
+#[test]
+fn merge_writes_a_peft_adapter_with_scaling_one_and_reports_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("merged");
+    let o = bin()
+        .arg("merge")
+        .args(tiny_args())
+        .args(["-k", "6", "--json", "--k-for", "model.layers.0.mlp.*=3", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["modules"].as_array().unwrap().len(), 14);
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["r"], 6);
+    assert_eq!(cfg["lora_alpha"], 6);
+    assert_eq!(cfg["rank_pattern"]["model.layers.0.mlp.up_proj"], 3);
+    assert_eq!(cfg["alpha_pattern"]["model.layers.0.mlp.up_proj"], 3);
+    assert_eq!(cfg["use_rslora"], false, "the first source (reverse) is not rsLoRA, and ours never is");
+    let back = lora_lego::io::load_adapter(&out, &Default::default()).unwrap();
+    assert!(back.modules.iter().all(|m| m.scale == 1.0));
+}
+
+#[test]
+fn rslora_first_source_does_not_leak_into_the_merged_config() {
+    // PEFT copies the first adapter's config, so an rsLoRA first input makes its merge scale by
+    // r'/√r'. We always write use_rslora false.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m");
+    let st = bin()
+        .arg("merge")
+        .arg(fixture("peft-tiny/adapters/increment"))
+        .arg(fixture("peft-tiny/adapters/sort"))
+        .args(["-k", "4", "--quiet", "-o"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["use_rslora"], false);
+}
+
+#[test]
+fn heads_are_dropped_with_a_note_or_kept_on_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let toxic = fixture("real/distilbert-base-uncased/toxic");
+    let out = tmp.path().join("dropped");
+    let o = bin().args(["merge", "-k", "4", "-o"]).arg(&out).arg(&toxic).output().unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("4 non-LoRA tensor(s) not merged and left out") && err.contains("--keep-heads toxic"), "{err}");
+    assert_eq!(lora_lego::io::load_adapter(&out, &Default::default()).unwrap().extras.len(), 0);
+    let kept = tmp.path().join("kept");
+    let o = bin().args(["merge", "-k", "4", "--keep-heads", "toxic", "-o"]).arg(&kept).arg(&toxic).output().unwrap();
+    assert!(o.status.success());
+    let back = lora_lego::io::load_adapter(&kept, &Default::default()).unwrap();
+    assert_eq!(back.extras.len(), 4);
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(kept.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["modules_to_save"], serde_json::json!(["classifier", "score"]));
+}
+
+#[test]
+fn kohya_output_matches_peft_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let peft = tmp.path().join("p");
+    let kohya = tmp.path().join("k.safetensors");
+    for (target, format) in [(&peft, "peft"), (&kohya, "kohya")] {
+        let st = bin().arg("merge").args(tiny_args()).args(["-k", "5", "--quiet", "--format", format, "-o"]).arg(target).status().unwrap();
+        assert!(st.success());
+    }
+    let opts = Default::default();
+    let set = lora_lego::align::ModuleSet::new(vec![
+        lora_lego::io::load_adapter(&peft, &opts).unwrap(),
+        lora_lego::io::load_adapter(&kohya, &opts).unwrap(),
+    ])
+    .unwrap();
+    for m in &set.modules {
+        assert_eq!(m.sources.len(), 2);
+        assert_eq!(rel_diff(&dense_delta(set.source(m.sources[1])), &dense_delta(set.source(m.sources[0]))), 0.0);
+    }
+}
+
+#[test]
+fn user_errors_exit_1_with_a_message_and_usage_errors_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (vec!["merge".into(), "-k".into(), "0".into()], 1, "k must be at least 1"),
+        (vec!["merge".into(), "--weights".into(), "1,2".into()], 1, "2 weights given for 3 adapters"),
+        (vec!["merge".into(), "--weights".into(), "1,NaN,1".into()], 1, "weight 2 is NaN"),
+        (vec!["merge".into(), "--method".into(), "avg".into()], 2, "unknown method `avg`"),
+        (vec!["merge".into(), "--method".into(), "linear".into()], 1, "same rank"),
+    ];
+    for (args, code, want) in cases {
+        let mut full = args.clone();
+        full.extend(tiny_args());
+        full.push("-o".into());
+        full.push(out.display().to_string());
+        let o = bin().args(&full).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        if code == 1 {
+            assert!(err.starts_with("error: "), "{err}");
+        }
+        assert!(!out.exists(), "nothing is written on error");
+    }
+    std::fs::create_dir(&out).unwrap();
+    let o = bin().arg("merge").args(tiny_args()).arg("-o").arg(&out).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists; pass --force"));
+}
+
+#[test]
+fn inspect_json_lists_modules_with_norms() {
+    let o = bin().args(["inspect", "--json"]).arg(fixture("peft-tiny/adapters/increment")).output().unwrap();
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let m = &v[0]["modules"][0];
+    assert_eq!(v[0]["use_rslora"], true);
+    assert_eq!(m["module"], "model.layers.0.mlp.down_proj");
+    assert!((m["scaling"].as_f64().unwrap() - 16.0 / 8f64.sqrt()).abs() < 1e-12);
+    assert!((m["delta_norm"].as_f64().unwrap() - 1.0718859201642357).abs() < 1e-5);
+}
