@@ -12,13 +12,15 @@ use rayon::prelude::*;
 use crate::align::ModuleSet;
 use crate::error::{LegoError, Result};
 use crate::gram::embed;
-use crate::kmeans::silhouette;
+use crate::kmeans::{k_curve, silhouette, suggest_k, GramKMeans, KPoint};
 use crate::merge::baselines::{self, BaselineParams, SourceFactors};
 use crate::merge::lego;
 use crate::merge::{ClusterStats, MergedModule};
 use crate::metrics::{source_mix, DeltaMetrics, UnitGeometry};
 use crate::msu::{RawUnitInfo, RawUnits, UnitScaling};
 use crate::recipe::{FeatureSpace, MergeMethod, MergeSettings, ParamReweight};
+use crate::scatter::{project, Projection};
+use linfa::ParamGuard;
 
 /// The unfolded units' Gram matrices of one module.
 #[derive(Debug, Clone)]
@@ -60,6 +62,45 @@ pub struct Engine {
     raw: Vec<OnceLock<RawGram>>,
 }
 
+/// The intermediate state of one LEGO run.
+struct LegoRun {
+    scaling: UnitScaling,
+    geom: UnitGeometry,
+    g: Array2<f64>,
+    membership: Array2<f64>,
+    labels: Vec<usize>,
+    signs: Vec<f64>,
+    merged: MergedModule,
+}
+
+/// What the explorer shows for one module.
+#[derive(Debug, Clone)]
+pub struct ModuleView {
+    /// Index into the module set.
+    pub module: usize,
+    /// Per unit (canonical order): the adapter it came from.
+    pub unit_adapter: Vec<usize>,
+    /// Per unit: the index of its adapter among the module's sources.
+    pub unit_source: Vec<usize>,
+    /// Per unit: its cluster (LEGO; empty for other methods).
+    pub labels: Vec<usize>,
+    /// Per unit: ±1 orientation in its cluster.
+    pub signs: Vec<f64>,
+    /// Units and centroids in 2-D.
+    pub projection: Projection,
+    /// Cosine between the module's sources' `w_j ΔW_j` (interference).
+    pub interference: Array2<f64>,
+    /// The merge of this module.
+    pub merged: MergedModule,
+}
+
+fn gram_error(module: &str, e: crate::gram::GramError) -> LegoError {
+    LegoError::Alignment {
+        module: module.to_string(),
+        reason: format!("Gram matrix: {e}"),
+    }
+}
+
 /// The result of merging every module.
 #[derive(Debug, Clone)]
 pub struct MergeOutput {
@@ -85,7 +126,8 @@ impl Engine {
 
     /// The cached raw Gram matrices of module `i`.
     pub fn raw_gram(&self, i: usize) -> &RawGram {
-        self.raw[i].get_or_init(|| RawGram::compute(&RawUnits::load(&self.set, &self.set.modules[i])))
+        self.raw[i]
+            .get_or_init(|| RawGram::compute(&RawUnits::load(&self.set, &self.set.modules[i])))
     }
 
     /// How the units of module `i` are folded under `settings`.
@@ -98,7 +140,13 @@ impl Engine {
             b_sq: &raw.b_sq,
             hash: &raw.hash,
         };
-        UnitScaling::new(&self.set, module, &info, |ai| settings.weight(ai), settings.space)
+        UnitScaling::new(
+            &self.set,
+            module,
+            &info,
+            |ai| settings.weight(ai),
+            settings.space,
+        )
     }
 
     /// The folded units' geometry of module `i`.
@@ -147,6 +195,11 @@ impl Engine {
     }
 
     fn merge_lego(&self, i: usize, settings: &MergeSettings) -> Result<Option<MergedModule>> {
+        Ok(self.run_lego(i, settings)?.map(|run| run.merged))
+    }
+
+    /// LEGO on module `i`, keeping the intermediate state the explorer shows.
+    fn run_lego(&self, i: usize, settings: &MergeSettings) -> Result<Option<LegoRun>> {
         let module = &self.set.modules[i];
         let name = module.key.as_str();
         let scaling = self.scaling(i, settings);
@@ -160,18 +213,18 @@ impl Engine {
         let k_req = settings.k_for(name);
         let k = k_req.min(n);
         if k < k_req {
-            notices.push(format!("module `{name}`: k = {k_req} is more than its {n} units; using k = {n}"));
+            notices.push(format!(
+                "module `{name}`: k = {k_req} is more than its {n} units; using k = {n}"
+            ));
         }
-        let emb = embed(g.view()).map_err(|e| LegoError::Alignment {
-            module: name.to_string(),
-            reason: format!("Gram matrix: {e}"),
-        })?;
+        let emb = embed(g.view()).map_err(|e| gram_error(name, e))?;
         let model = lego::cluster(name, emb.y.view(), k, settings)?;
         let membership = model.membership_matrix();
         let raw = RawUnits::load(&self.set, module);
         let (pool_a, pool_b) = scaling.pool(&raw);
         let (ca, cb) = lego::centroids(&membership, &pool_a, &pool_b);
-        let full = (settings.param_reweight == ParamReweight::Linf).then_some((&pool_a, &pool_b, &ca, &cb));
+        let full = (settings.param_reweight == ParamReweight::Linf)
+            .then_some((&pool_a, &pool_b, &ca, &cb));
         let factors = lego::param_factors(settings.param_reweight, &model, &g, full);
         let ranks = self.source_ranks(i, &scaling);
         let out = lego::output_factor(settings, k, &ranks);
@@ -187,14 +240,110 @@ impl Engine {
             param_factors: factors,
             output_factor: out,
         };
-        Ok(Some(MergedModule {
+        let merged = MergedModule {
             module: i,
             a,
             b,
             metrics,
             clusters: Some(clusters),
             notices,
+        };
+        Ok(Some(LegoRun {
+            scaling,
+            geom,
+            g,
+            membership,
+            labels: model.labels,
+            signs: model.signs,
+            merged,
         }))
+    }
+
+    /// Everything the explorer shows for module `i`: the merge, the units with their sources
+    /// and clusters, the 2-D scatter and the interference between sources.
+    pub fn module_view(&self, i: usize, settings: &MergeSettings) -> Result<Option<ModuleView>> {
+        let module = &self.set.modules[i];
+        let name = module.key.as_str();
+        let (scaling, geom, g, labels, signs, membership, merged) = match settings.method {
+            MergeMethod::Lego => match self.run_lego(i, settings)? {
+                Some(r) => (
+                    r.scaling,
+                    r.geom,
+                    r.g,
+                    r.labels,
+                    r.signs,
+                    r.membership,
+                    r.merged,
+                ),
+                None => return Ok(None),
+            },
+            MergeMethod::Baseline(_) => {
+                let Some(merged) = self.merge_baseline(i, settings)? else {
+                    return Ok(None);
+                };
+                let plain = MergeSettings {
+                    space: FeatureSpace::Plain,
+                    ..settings.clone()
+                };
+                let scaling = self.scaling(i, &plain);
+                let geom = self.geometry(i, &scaling);
+                let g = &geom.ga + &geom.gb;
+                let n = scaling.len();
+                (
+                    scaling,
+                    geom,
+                    g,
+                    Vec::new(),
+                    vec![1.0; n],
+                    Array2::zeros((0, n)),
+                    merged,
+                )
+            }
+        };
+        let projection = project(g.view(), membership.view()).map_err(|e| gram_error(name, e))?;
+        Ok(Some(ModuleView {
+            module: i,
+            unit_adapter: scaling
+                .source
+                .iter()
+                .map(|&si| module.sources[si].0)
+                .collect(),
+            unit_source: scaling.source.clone(),
+            labels,
+            signs,
+            projection,
+            interference: geom.source_cosines(),
+            merged,
+        }))
+    }
+
+    /// Inertia and silhouette over k = 1..=min(n, kmax) for module `i`, and the suggested k.
+    pub fn k_curve(
+        &self,
+        i: usize,
+        settings: &MergeSettings,
+        kmax: usize,
+    ) -> Result<(Vec<KPoint>, usize)> {
+        let name = self.set.modules[i].key.as_str();
+        let scaling = self.scaling(i, settings);
+        let geom = self.geometry(i, &scaling);
+        let g = &geom.ga + &geom.gb;
+        let emb = embed(g.view()).map_err(|e| gram_error(name, e))?;
+        let params = GramKMeans::params(1)
+            .n_init(settings.n_init)
+            .max_iter(settings.max_iter)
+            .tol(settings.tol)
+            .seed(settings.seed)
+            .sign_aware(settings.space == FeatureSpace::SignAware)
+            .check()
+            .map_err(|e| LegoError::Invalid(e.to_string()))?;
+        let curve =
+            k_curve(emb.y.view(), g.view(), kmax, &params).map_err(|e| LegoError::Alignment {
+                module: name.to_string(),
+                reason: format!("k curve: {e}"),
+            })?;
+        let k = suggest_k(&curve);
+        Ok((curve, k))
     }
 
     /// Ranks of the module's sources that have units in the pool.
@@ -220,7 +369,12 @@ impl Engine {
             .iter()
             .map(|&s| {
                 let m = self.set.source(s);
-                (m.a_matrix(), m.b_matrix(), m.scale as f32, settings.weight(s.0) as f32)
+                (
+                    m.a_matrix(),
+                    m.b_matrix(),
+                    m.scale as f32,
+                    settings.weight(s.0) as f32,
+                )
             })
             .collect();
         let sources: Vec<SourceFactors> = factors
@@ -246,14 +400,19 @@ impl Engine {
             majority_sign: settings.majority_sign,
             seed: baselines::module_seed(settings.seed, module.key.as_str()),
         };
-        let merged = baselines::merge_module(method, &sources, &params).map_err(|e| LegoError::Alignment {
-            module: module.key.to_string(),
-            reason: e.to_string(),
+        let merged = baselines::merge_module(method, &sources, &params).map_err(|e| {
+            LegoError::Alignment {
+                module: module.key.to_string(),
+                reason: e.to_string(),
+            }
         })?;
-        let scaling = self.scaling(i, &MergeSettings {
-            space: FeatureSpace::Plain,
-            ..settings.clone()
-        });
+        let scaling = self.scaling(
+            i,
+            &MergeSettings {
+                space: FeatureSpace::Plain,
+                ..settings.clone()
+            },
+        );
         let raw = RawUnits::load(&self.set, module);
         let (pool_a, pool_b) = scaling.pool(&raw);
         let metrics = DeltaMetrics::from_factors(

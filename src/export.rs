@@ -154,7 +154,11 @@ fn union_target_modules(engine: &Engine) -> Value {
                 names.extend(list.iter().filter_map(|v| v.as_str().map(str::to_string)))
             }
             _ => {
-                let paths = engine.set.modules.iter().filter_map(|m| m.names.peft.clone());
+                let paths = engine
+                    .set
+                    .modules
+                    .iter()
+                    .filter_map(|m| m.names.peft.clone());
                 return Value::from(paths.collect::<Vec<_>>());
             }
         }

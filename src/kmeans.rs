@@ -214,6 +214,9 @@ impl GramKMeansValidParams {
     /// (lowest restart index on exact ties).
     pub fn fit_embedding(&self, y: ArrayView2<f64>) -> Result<GramKMeans, KMeansError> {
         check_points(y, self.k)?;
+        // Every hot loop walks rows; a column-major input would make them strided.
+        let y = y.as_standard_layout();
+        let y = y.view();
         let norms = row_sq_norms(y);
         let runs: Vec<Result<GramKMeans, KMeansError>> = (0..self.n_init)
             .into_par_iter()
@@ -299,7 +302,12 @@ impl<D: Data<Elem = f64>> PredictInplace<ArrayBase<D, Ix2>, Array1<usize>> for G
     fn predict_inplace(&self, x: &ArrayBase<D, Ix2>, y: &mut Array1<usize>) {
         assert_eq!(x.ncols(), self.centroids.ncols(), "column count mismatch");
         assert_eq!(x.nrows(), y.len(), "target length mismatch");
-        let a = assign(x.view(), &row_sq_norms(x.view()), &self.centroids, self.sign_aware);
+        let a = assign(
+            x.view(),
+            &row_sq_norms(x.view()),
+            &self.centroids,
+            self.sign_aware,
+        );
         *y = Array1::from(a.labels);
     }
 
@@ -331,8 +339,16 @@ pub fn lloyd_from(
     if init_centroids.iter().any(|v| !v.is_finite()) {
         return Err(KMeansError::NonFinite);
     }
-    let norms = row_sq_norms(y);
-    lloyd(y, &norms, init_centroids.to_owned(), max_iter, tol, sign_aware)
+    let y = y.as_standard_layout();
+    let norms = row_sq_norms(y.view());
+    lloyd(
+        y.view(),
+        &norms,
+        init_centroids.to_owned(),
+        max_iter,
+        tol,
+        sign_aware,
+    )
 }
 
 fn check_points(y: ArrayView2<f64>, k: usize) -> Result<(), KMeansError> {
@@ -562,7 +578,12 @@ fn lloyd(
 }
 
 /// `Σ ‖s_i·y_i − c_{l_i}‖²` by direct differences (no cancellation, exactly 0 for k = n).
-fn exact_inertia(y: ArrayView2<f64>, centroids: &Array2<f64>, labels: &[usize], signs: &[f64]) -> f64 {
+fn exact_inertia(
+    y: ArrayView2<f64>,
+    centroids: &Array2<f64>,
+    labels: &[usize],
+    signs: &[f64],
+) -> f64 {
     let mut total = 0.0;
     for (i, (&l, &s)) in labels.iter().zip(signs).enumerate() {
         for (x, c) in y.row(i).iter().zip(centroids.row(l).iter()) {
@@ -575,11 +596,7 @@ fn exact_inertia(y: ArrayView2<f64>, centroids: &Array2<f64>, labels: &[usize], 
 
 /// Mean silhouette from the Gram matrix alone (sklearn conventions; see
 /// [`silhouette_samples`]); 0 when there are fewer than 2 or exactly n clusters.
-pub fn silhouette(
-    g: ArrayView2<f64>,
-    labels: &[usize],
-    signs: &[f64],
-) -> Result<f64, KMeansError> {
+pub fn silhouette(g: ArrayView2<f64>, labels: &[usize], signs: &[f64]) -> Result<f64, KMeansError> {
     let samples = silhouette_samples(g, labels, signs)?;
     if samples.is_empty() {
         return Ok(0.0);
@@ -754,7 +771,8 @@ fn elbow_k(curve: &[KPoint]) -> usize {
     let (Some(first), Some(last)) = (curve.first(), curve.last()) else {
         return 0;
     };
-    if !(first.inertia > 0.0) {
+    // NaN counts as degenerate too: there is no curve to read an elbow from.
+    if first.inertia.is_nan() || first.inertia <= 0.0 {
         return first.k;
     }
     if curve.len() < 3 {

@@ -4,6 +4,7 @@
 
 pub mod adapter;
 pub mod align;
+pub mod compare;
 pub mod error;
 pub mod inspect;
 pub mod io;
@@ -18,3 +19,4 @@ pub mod metrics;
 pub mod msu;
 pub mod pca2d;
 pub mod recipe;
+pub mod scatter;

@@ -63,7 +63,10 @@ impl UnitGeometry {
     /// The source × source cosine matrix of `w_j ΔW_j` (interference between adapters).
     pub fn source_cosines(&self) -> Array2<f64> {
         let deltas: Vec<Combination> = (0..self.n_sources).map(|j| self.source_delta(j)).collect();
-        let norms: Vec<f64> = deltas.iter().map(|d| self.inner(d, d).max(0.0).sqrt()).collect();
+        let norms: Vec<f64> = deltas
+            .iter()
+            .map(|d| self.inner(d, d).max(0.0).sqrt())
+            .collect();
         Array2::from_shape_fn((self.n_sources, self.n_sources), |(i, j)| {
             cosine(self.inner(&deltas[i], &deltas[j]), norms[i], norms[j])
         })
@@ -78,7 +81,11 @@ impl UnitGeometry {
         let retention = (0..self.n_sources)
             .map(|j| {
                 let d = self.source_delta(j);
-                cosine(self.inner(merged, &d), mm.max(0.0).sqrt(), self.inner(&d, &d).max(0.0).sqrt())
+                cosine(
+                    self.inner(merged, &d),
+                    mm.max(0.0).sqrt(),
+                    self.inner(&d, &d).max(0.0).sqrt(),
+                )
             })
             .collect();
         DeltaMetrics::from_products(mm, ss, ms, retention)
@@ -165,7 +172,12 @@ impl DeltaMetrics {
 }
 
 /// Cluster sizes and, per cluster, how many units each source contributed.
-pub fn source_mix(labels: &[usize], source: &[usize], k: usize, n_sources: usize) -> Vec<Vec<usize>> {
+pub fn source_mix(
+    labels: &[usize],
+    source: &[usize],
+    k: usize,
+    n_sources: usize,
+) -> Vec<Vec<usize>> {
     let mut mix = vec![vec![0; n_sources]; k];
     for (&l, &s) in labels.iter().zip(source) {
         mix[l][s] += 1;

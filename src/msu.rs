@@ -41,8 +41,10 @@ impl RawUnits {
         for (si, s) in module.sources.iter().enumerate() {
             let m = set.source(*s);
             let r = m.rank;
-            a.slice_mut(ndarray::s![row..row + r, ..]).assign(&m.a_matrix());
-            b.slice_mut(ndarray::s![row..row + r, ..]).assign(&m.b_matrix().t());
+            a.slice_mut(ndarray::s![row..row + r, ..])
+                .assign(&m.a_matrix());
+            b.slice_mut(ndarray::s![row..row + r, ..])
+                .assign(&m.b_matrix().t());
             source.extend(std::iter::repeat_n(si, r));
             row += r;
         }
@@ -121,7 +123,15 @@ impl UnitScaling {
                 1.0
             };
             let (a_scale, b_scale) = (root * t, c.signum() * root / t);
-            entries.push((hash[i], a_scale.to_bits(), b_scale.to_bits(), i, a_scale, b_scale, si));
+            entries.push((
+                hash[i],
+                a_scale.to_bits(),
+                b_scale.to_bits(),
+                i,
+                a_scale,
+                b_scale,
+                si,
+            ));
         }
         entries.sort_unstable_by_key(|e| (e.0, e.1, e.2, e.3));
         UnitScaling {

@@ -47,7 +47,11 @@ impl MergeMethod {
     /// Every method, LEGO first.
     pub fn all() -> Vec<MergeMethod> {
         std::iter::once(MergeMethod::Lego)
-            .chain(BaselineMethod::ALL.iter().map(|m| MergeMethod::Baseline(*m)))
+            .chain(
+                BaselineMethod::ALL
+                    .iter()
+                    .map(|m| MergeMethod::Baseline(*m)),
+            )
             .collect()
     }
 }
@@ -71,11 +75,13 @@ impl FromStr for MergeMethod {
             .map(MergeMethod::Baseline)
             .map_err(|_| {
                 let names: Vec<String> = MergeMethod::all().iter().map(|m| m.to_string()).collect();
-                format!("unknown method `{s}` (expected one of: {})", names.join(", "))
+                format!(
+                    "unknown method `{s}` (expected one of: {})",
+                    names.join(", ")
+                )
             })
     }
 }
-
 
 /// The feature space units are clustered in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -97,7 +103,9 @@ impl FromStr for FeatureSpace {
             "plain" => Ok(Self::Plain),
             "sign-aware" => Ok(Self::SignAware),
             "balanced" => Ok(Self::Balanced),
-            _ => Err(format!("unknown feature space `{s}` (expected plain, sign-aware or balanced)")),
+            _ => Err(format!(
+                "unknown feature space `{s}` (expected plain, sign-aware or balanced)"
+            )),
         }
     }
 }
@@ -132,7 +140,9 @@ impl FromStr for ParamReweight {
             "linf" => Ok(Self::Linf),
             "l2" => Ok(Self::L2),
             "off" => Ok(Self::Off),
-            _ => Err(format!("unknown parameter reweighting `{s}` (expected linf, l2 or off)")),
+            _ => Err(format!(
+                "unknown parameter reweighting `{s}` (expected linf, l2 or off)"
+            )),
         }
     }
 }
@@ -188,7 +198,6 @@ impl fmt::Display for OutputReweight {
         }
     }
 }
-
 
 /// A per-module k: modules whose path matches `pattern` get `k`. Patterns are globs (`*`, `?`;
 /// a plain name matches exactly), or regular expressions when prefixed with `re:`.
@@ -328,8 +337,16 @@ impl MergeSettings {
                 self.weights.len()
             ));
         }
-        if let Some((i, w)) = self.weights.iter().enumerate().find(|(_, w)| !w.is_finite()) {
-            return Err(format!("weight {} is {w}; weights must be finite numbers", i + 1));
+        if let Some((i, w)) = self
+            .weights
+            .iter()
+            .enumerate()
+            .find(|(_, w)| !w.is_finite())
+        {
+            return Err(format!(
+                "weight {} is {w}; weights must be finite numbers",
+                i + 1
+            ));
         }
         if self.k == 0 {
             return Err("k must be at least 1".into());
@@ -347,7 +364,10 @@ impl MergeSettings {
             return Err(format!("tol must be a positive number, got {}", self.tol));
         }
         if !(self.output_scale.is_finite() && self.output_scale > 0.0) {
-            return Err(format!("output_scale must be a positive number, got {}", self.output_scale));
+            return Err(format!(
+                "output_scale must be a positive number, got {}",
+                self.output_scale
+            ));
         }
         if !(self.density > 0.0 && self.density <= 1.0) {
             return Err(format!("density must be in (0, 1], got {}", self.density));

@@ -3,10 +3,10 @@
 #[path = "peft_reference/mod.rs"]
 mod common;
 
+use common::{delta, load_adapter, manifest, rel_frobenius};
 use lora_lego::merge::baselines::{
     merge_module, BaselineMethod, BaselineParams, MajoritySign, SourceFactors,
 };
-use common::{delta, load_adapter, manifest, rel_frobenius};
 
 fn tolerance(method: BaselineMethod) -> f64 {
     match method {

@@ -3,12 +3,12 @@
 #[path = "peft_reference/mod.rs"]
 mod common;
 
+use common::{delta, jacobi_svd, rel_frobenius};
 use lora_lego::merge::baselines::{
     merge_module, prune_magnitude, BaselineError, BaselineMethod, BaselineParams, MajoritySign,
     SourceFactors,
 };
 use lora_lego::merge::lowrank_svd::lowrank_svd;
-use common::{delta, jacobi_svd, rel_frobenius};
 use ndarray::{array, concatenate, s, Array2, Axis};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};

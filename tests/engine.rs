@@ -12,13 +12,19 @@ use ndarray::Array2;
 
 fn engine(paths: &[std::path::PathBuf]) -> Engine {
     let opts = LoadOptions::default();
-    let adapters = paths.iter().map(|p| load_adapter(p, &opts).unwrap()).collect();
+    let adapters = paths
+        .iter()
+        .map(|p| load_adapter(p, &opts).unwrap())
+        .collect();
     Engine::new(ModuleSet::new(adapters).unwrap())
 }
 
 fn demo() -> Vec<std::path::PathBuf> {
     let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
-    ["sentiment", "topic", "question"].iter().map(|n| d.join(n)).collect()
+    ["sentiment", "topic", "question"]
+        .iter()
+        .map(|n| d.join(n))
+        .collect()
 }
 
 fn no_reweight(k: usize, weights: Vec<f64>) -> MergeSettings {
@@ -50,7 +56,10 @@ fn k_equal_to_n_without_reweighting_reproduces_the_weighted_sum_on_every_fixture
     let sets: Vec<(Vec<std::path::PathBuf>, Vec<f64>)> = vec![
         (tiny_adapters(), vec![1.0, 0.5, -2.0]),
         (demo(), vec![0.7, 1.3, 1.0]),
-        (vec![fixture("real/distilbert-base-uncased/toxic")], vec![1.5]),
+        (
+            vec![fixture("real/distilbert-base-uncased/toxic")],
+            vec![1.5],
+        ),
     ];
     for (paths, weights) in sets {
         let e = engine(&paths);
@@ -58,14 +67,25 @@ fn k_equal_to_n_without_reweighting_reproduces_the_weighted_sum_on_every_fixture
         assert_eq!(out.modules.len(), e.set.modules.len());
         for m in &out.modules {
             let want = weighted_sum(&e, m.module, &weights);
-            let n: usize = e.set.modules[m.module].sources.iter().map(|s| e.set.source(*s).rank).sum();
+            let n: usize = e.set.modules[m.module]
+                .sources
+                .iter()
+                .map(|s| e.set.source(*s).rank)
+                .sum();
             assert_eq!(m.rank(), n);
             let rel = rel_diff(&merged_delta(m), &want);
             assert!(rel < 1e-5, "{}: rel {rel:e}", e.set.modules[m.module].key);
-            assert!(m.metrics.error_vs_sum < 1e-5, "metric says {}", m.metrics.error_vs_sum);
+            assert!(
+                m.metrics.error_vs_sum < 1e-5,
+                "metric says {}",
+                m.metrics.error_vs_sum
+            );
             assert!((m.metrics.norm_ratio - 1.0).abs() < 1e-5);
         }
-        assert!(out.notices.iter().any(|n| n.contains("is more than its")), "k clamp is announced");
+        assert!(
+            out.notices.iter().any(|n| n.contains("is more than its")),
+            "k clamp is announced"
+        );
     }
 }
 
@@ -82,7 +102,9 @@ fn one_adapter_with_k_equal_to_its_rank_reproduces_its_units() {
         let root = (src.scale as f32).sqrt();
         for row in m.a.rows() {
             let found = a.rows().into_iter().any(|r| {
-                r.iter().zip(row.iter()).all(|(x, y)| (x * root - y).abs() <= 1e-6 * (1.0 + y.abs()))
+                r.iter()
+                    .zip(row.iter())
+                    .all(|(x, y)| (x * root - y).abs() <= 1e-6 * (1.0 + y.abs()))
             });
             assert!(found, "merged unit is not an original unit");
         }
@@ -112,7 +134,11 @@ fn permuting_adapters_changes_neither_inertia_nor_the_merged_delta() {
 fn metrics_equal_direct_dense_computations() {
     let e = engine(&tiny_adapters());
     let weights = vec![1.0, 0.8, 0.6];
-    for space in [FeatureSpace::Plain, FeatureSpace::SignAware, FeatureSpace::Balanced] {
+    for space in [
+        FeatureSpace::Plain,
+        FeatureSpace::SignAware,
+        FeatureSpace::Balanced,
+    ] {
         for pr in [ParamReweight::Linf, ParamReweight::L2] {
             let s = MergeSettings {
                 k: 5,
@@ -127,16 +153,28 @@ fn metrics_equal_direct_dense_computations() {
                 let merged = merged_delta(m);
                 let sum = weighted_sum(&e, m.module, &weights);
                 let err = rel_diff(&merged, &sum);
-                assert!((m.metrics.error_vs_sum - err).abs() < 1e-5 * (1.0 + err), "{space:?} {pr:?} error {} vs {err}", m.metrics.error_vs_sum);
+                assert!(
+                    (m.metrics.error_vs_sum - err).abs() < 1e-5 * (1.0 + err),
+                    "{space:?} {pr:?} error {} vs {err}",
+                    m.metrics.error_vs_sum
+                );
                 let ratio = frob(&merged) / frob(&sum);
                 assert!((m.metrics.norm_ratio - ratio).abs() < 1e-5 * ratio);
                 for (si, &s) in module.sources.iter().enumerate() {
                     let d = dense_delta(e.set.source(s)) * weights[s.0];
                     let cos = (&merged * &d).sum() / (frob(&merged) * frob(&d));
-                    assert!((m.metrics.retention[si] - cos).abs() < 1e-5, "retention {} vs {cos}", m.metrics.retention[si]);
+                    assert!(
+                        (m.metrics.retention[si] - cos).abs() < 1e-5,
+                        "retention {} vs {cos}",
+                        m.metrics.retention[si]
+                    );
                 }
                 let c = m.clusters.as_ref().unwrap();
-                assert!(c.param_factors.iter().all(|f| *f >= 1.0 - 1e-9), "{pr:?}: {:?}", c.param_factors);
+                assert!(
+                    c.param_factors.iter().all(|f| *f >= 1.0 - 1e-9),
+                    "{pr:?}: {:?}",
+                    c.param_factors
+                );
                 assert_eq!(c.cluster_sizes.iter().sum::<usize>(), c.n_units);
                 let mix_total: Vec<usize> = c.source_mix.iter().map(|r| r.iter().sum()).collect();
                 assert_eq!(mix_total, c.cluster_sizes);
@@ -168,19 +206,31 @@ fn output_reweighting_scales_b_by_root_rref_over_k() {
     let want = (20.0f64 / 5.0).sqrt() * 0.5;
     for (x, y) in off.modules.iter().zip(&on.modules) {
         assert_eq!(x.a, y.a);
-        let ratio = &y.b.mapv(f64::from) / &x.b.mapv(f64::from).mapv(|v| if v == 0.0 { 1.0 } else { v });
+        let ratio =
+            &y.b.mapv(f64::from) / &x.b.mapv(f64::from).mapv(|v| if v == 0.0 { 1.0 } else { v });
         assert!(ratio.iter().all(|r| (r - want).abs() < 1e-5 || r.is_nan()));
         assert_eq!(y.clusters.as_ref().unwrap().output_factor, want);
     }
     // mean r_ref over reverse (4), sort (8), increment (8).
-    let mean = e.merge_all(&MergeSettings { output_reweight: OutputReweight::Mean, ..base }).unwrap();
-    assert!((mean.modules[0].clusters.as_ref().unwrap().output_factor - (20.0f64 / 3.0 / 5.0).sqrt()).abs() < 1e-12);
+    let mean = e
+        .merge_all(&MergeSettings {
+            output_reweight: OutputReweight::Mean,
+            ..base
+        })
+        .unwrap();
+    assert!(
+        (mean.modules[0].clusters.as_ref().unwrap().output_factor - (20.0f64 / 3.0 / 5.0).sqrt())
+            .abs()
+            < 1e-12
+    );
 }
 
 #[test]
 fn zero_weight_sources_are_left_out_of_the_pool() {
     let e = engine(&tiny_adapters());
-    let out = e.merge_all(&no_reweight(10_000, vec![0.0, 1.0, 0.0])).unwrap();
+    let out = e
+        .merge_all(&no_reweight(10_000, vec![0.0, 1.0, 0.0]))
+        .unwrap();
     for m in &out.modules {
         assert_eq!(m.rank(), 8, "only sort's 8 units remain");
         assert_eq!(m.metrics.retention[0], 0.0);
@@ -195,13 +245,22 @@ fn per_module_k_overrides_apply_in_order() {
     let e = engine(&tiny_adapters());
     let s = MergeSettings {
         k: 4,
-        k_overrides: vec!["*.mlp.*=6".parse().unwrap(), "model.layers.1.mlp.up_proj=2".parse().unwrap()],
+        k_overrides: vec![
+            "*.mlp.*=6".parse().unwrap(),
+            "model.layers.1.mlp.up_proj=2".parse().unwrap(),
+        ],
         ..MergeSettings::default()
     };
     let out = e.merge_all(&s).unwrap();
     for m in &out.modules {
         let key = e.set.modules[m.module].key.as_str();
-        let want = if key == "model.layers.1.mlp.up_proj" { 2 } else if key.contains(".mlp.") { 6 } else { 4 };
+        let want = if key == "model.layers.1.mlp.up_proj" {
+            2
+        } else if key.contains(".mlp.") {
+            6
+        } else {
+            4
+        };
         assert_eq!(m.rank(), want, "{key}");
     }
 }

@@ -10,7 +10,10 @@ fn bin() -> Command {
 }
 
 fn tiny_args() -> Vec<String> {
-    tiny_adapters().iter().map(|p| p.display().to_string()).collect()
+    tiny_adapters()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 #[test]
@@ -41,19 +44,31 @@ fn merge_writes_a_peft_adapter_with_scaling_one_and_reports_json() {
     let o = bin()
         .arg("merge")
         .args(tiny_args())
-        .args(["-k", "6", "--json", "--k-for", "model.layers.0.mlp.*=3", "-o"])
+        .args([
+            "-k",
+            "6",
+            "--json",
+            "--k-for",
+            "model.layers.0.mlp.*=3",
+            "-o",
+        ])
         .arg(&out)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary["modules"].as_array().unwrap().len(), 14);
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
+            .unwrap();
     assert_eq!(cfg["r"], 6);
     assert_eq!(cfg["lora_alpha"], 6);
     assert_eq!(cfg["rank_pattern"]["model.layers.0.mlp.up_proj"], 3);
     assert_eq!(cfg["alpha_pattern"]["model.layers.0.mlp.up_proj"], 3);
-    assert_eq!(cfg["use_rslora"], false, "the first source (reverse) is not rsLoRA, and ours never is");
+    assert_eq!(
+        cfg["use_rslora"], false,
+        "the first source (reverse) is not rsLoRA, and ours never is"
+    );
     let back = lora_lego::io::load_adapter(&out, &Default::default()).unwrap();
     assert!(back.modules.iter().all(|m| m.scale == 1.0));
 }
@@ -73,7 +88,9 @@ fn rslora_first_source_does_not_leak_into_the_merged_config() {
         .status()
         .unwrap();
     assert!(st.success());
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
+            .unwrap();
     assert_eq!(cfg["use_rslora"], false);
 }
 
@@ -82,18 +99,43 @@ fn heads_are_dropped_with_a_note_or_kept_on_request() {
     let tmp = tempfile::tempdir().unwrap();
     let toxic = fixture("real/distilbert-base-uncased/toxic");
     let out = tmp.path().join("dropped");
-    let o = bin().args(["merge", "-k", "4", "-o"]).arg(&out).arg(&toxic).output().unwrap();
+    let o = bin()
+        .args(["merge", "-k", "4", "-o"])
+        .arg(&out)
+        .arg(&toxic)
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("4 non-LoRA tensor(s) not merged and left out") && err.contains("--keep-heads toxic"), "{err}");
-    assert_eq!(lora_lego::io::load_adapter(&out, &Default::default()).unwrap().extras.len(), 0);
+    assert!(
+        err.contains("4 non-LoRA tensor(s) not merged and left out")
+            && err.contains("--keep-heads toxic"),
+        "{err}"
+    );
+    assert_eq!(
+        lora_lego::io::load_adapter(&out, &Default::default())
+            .unwrap()
+            .extras
+            .len(),
+        0
+    );
     let kept = tmp.path().join("kept");
-    let o = bin().args(["merge", "-k", "4", "--keep-heads", "toxic", "-o"]).arg(&kept).arg(&toxic).output().unwrap();
+    let o = bin()
+        .args(["merge", "-k", "4", "--keep-heads", "toxic", "-o"])
+        .arg(&kept)
+        .arg(&toxic)
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let back = lora_lego::io::load_adapter(&kept, &Default::default()).unwrap();
     assert_eq!(back.extras.len(), 4);
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(kept.join("adapter_config.json")).unwrap()).unwrap();
-    assert_eq!(cfg["modules_to_save"], serde_json::json!(["classifier", "score"]));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(kept.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        cfg["modules_to_save"],
+        serde_json::json!(["classifier", "score"])
+    );
 }
 
 #[test]
@@ -102,7 +144,13 @@ fn kohya_output_matches_peft_output() {
     let peft = tmp.path().join("p");
     let kohya = tmp.path().join("k.safetensors");
     for (target, format) in [(&peft, "peft"), (&kohya, "kohya")] {
-        let st = bin().arg("merge").args(tiny_args()).args(["-k", "5", "--quiet", "--format", format, "-o"]).arg(target).status().unwrap();
+        let st = bin()
+            .arg("merge")
+            .args(tiny_args())
+            .args(["-k", "5", "--quiet", "--format", format, "-o"])
+            .arg(target)
+            .status()
+            .unwrap();
         assert!(st.success());
     }
     let opts = Default::default();
@@ -113,7 +161,13 @@ fn kohya_output_matches_peft_output() {
     .unwrap();
     for m in &set.modules {
         assert_eq!(m.sources.len(), 2);
-        assert_eq!(rel_diff(&dense_delta(set.source(m.sources[1])), &dense_delta(set.source(m.sources[0]))), 0.0);
+        assert_eq!(
+            rel_diff(
+                &dense_delta(set.source(m.sources[1])),
+                &dense_delta(set.source(m.sources[0]))
+            ),
+            0.0
+        );
     }
 }
 
@@ -122,11 +176,31 @@ fn user_errors_exit_1_with_a_message_and_usage_errors_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("o");
     let cases: Vec<(Vec<String>, i32, &str)> = vec![
-        (vec!["merge".into(), "-k".into(), "0".into()], 1, "k must be at least 1"),
-        (vec!["merge".into(), "--weights".into(), "1,2".into()], 1, "2 weights given for 3 adapters"),
-        (vec!["merge".into(), "--weights".into(), "1,NaN,1".into()], 1, "weight 2 is NaN"),
-        (vec!["merge".into(), "--method".into(), "avg".into()], 2, "unknown method `avg`"),
-        (vec!["merge".into(), "--method".into(), "linear".into()], 1, "same rank"),
+        (
+            vec!["merge".into(), "-k".into(), "0".into()],
+            1,
+            "k must be at least 1",
+        ),
+        (
+            vec!["merge".into(), "--weights".into(), "1,2".into()],
+            1,
+            "2 weights given for 3 adapters",
+        ),
+        (
+            vec!["merge".into(), "--weights".into(), "1,NaN,1".into()],
+            1,
+            "weight 2 is NaN",
+        ),
+        (
+            vec!["merge".into(), "--method".into(), "avg".into()],
+            2,
+            "unknown method `avg`",
+        ),
+        (
+            vec!["merge".into(), "--method".into(), "linear".into()],
+            1,
+            "same rank",
+        ),
     ];
     for (args, code, want) in cases {
         let mut full = args.clone();
@@ -143,14 +217,24 @@ fn user_errors_exit_1_with_a_message_and_usage_errors_exit_2() {
         assert!(!out.exists(), "nothing is written on error");
     }
     std::fs::create_dir(&out).unwrap();
-    let o = bin().arg("merge").args(tiny_args()).arg("-o").arg(&out).output().unwrap();
+    let o = bin()
+        .arg("merge")
+        .args(tiny_args())
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("already exists; pass --force"));
 }
 
 #[test]
 fn inspect_json_lists_modules_with_norms() {
-    let o = bin().args(["inspect", "--json"]).arg(fixture("peft-tiny/adapters/increment")).output().unwrap();
+    let o = bin()
+        .args(["inspect", "--json"])
+        .arg(fixture("peft-tiny/adapters/increment"))
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let m = &v[0]["modules"][0];

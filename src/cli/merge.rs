@@ -12,7 +12,9 @@ use lora_lego::io::write::check_target;
 use lora_lego::io::{load_all, LoadOptions};
 use lora_lego::merge::baselines::MajoritySign;
 use lora_lego::metrics::mean;
-use lora_lego::recipe::{FeatureSpace, KOverride, MergeMethod, MergeSettings, OutputReweight, ParamReweight};
+use lora_lego::recipe::{
+    FeatureSpace, KOverride, MergeMethod, MergeSettings, OutputReweight, ParamReweight,
+};
 use serde::Serialize;
 
 /// `merge` arguments.
@@ -153,7 +155,13 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
     let engine = Engine::new(ModuleSet::new(load_all(&args.adapters, load)?)?);
     let output = engine.merge_all(&settings)?;
     let mut notices = engine.set.warnings.clone();
-    notices.extend(engine.set.adapters.iter().flat_map(|a| a.warnings.iter().cloned()));
+    notices.extend(
+        engine
+            .set
+            .adapters
+            .iter()
+            .flat_map(|a| a.warnings.iter().cloned()),
+    );
     notices.extend(output.notices.iter().cloned());
     notices.extend(
         lora_lego::export::export(&engine, &output, &settings, &args.out, args.force)

@@ -10,7 +10,12 @@ use crate::metrics::Combination;
 use crate::recipe::{FeatureSpace, MergeSettings, OutputReweight, ParamReweight};
 
 /// Clusters the embedded units `y` (n × m) into `k ≤ n` clusters with the settings' k-means.
-pub fn cluster(module: &str, y: ArrayView2<f64>, k: usize, settings: &MergeSettings) -> Result<GramKMeans> {
+pub fn cluster(
+    module: &str,
+    y: ArrayView2<f64>,
+    k: usize,
+    settings: &MergeSettings,
+) -> Result<GramKMeans> {
     GramKMeans::params(k)
         .n_init(settings.n_init)
         .max_iter(settings.max_iter)
@@ -83,14 +88,19 @@ pub fn param_factors(
 fn linf_rows(a: &Array2<f32>, b: &Array2<f32>) -> Array1<f64> {
     let ma = a.map_axis(Axis(1), |r| r.iter().fold(0f32, |m, v| m.max(v.abs())));
     let mb = b.map_axis(Axis(1), |r| r.iter().fold(0f32, |m, v| m.max(v.abs())));
-    ma.iter().zip(mb.iter()).map(|(x, y)| f64::from(x.max(*y))).collect()
+    ma.iter()
+        .zip(mb.iter())
+        .map(|(x, y)| f64::from(x.max(*y)))
+        .collect()
 }
 
 /// The output-reweighting factor `√(r_ref / k)` times the free multiplier.
 pub fn output_factor(settings: &MergeSettings, k: usize, source_ranks: &[usize]) -> f64 {
     let r_ref = match settings.output_reweight {
         OutputReweight::Off => None,
-        OutputReweight::Mean => Some(source_ranks.iter().sum::<usize>() as f64 / source_ranks.len().max(1) as f64),
+        OutputReweight::Mean => {
+            Some(source_ranks.iter().sum::<usize>() as f64 / source_ranks.len().max(1) as f64)
+        }
         OutputReweight::Max => Some(source_ranks.iter().copied().max().unwrap_or(1) as f64),
         OutputReweight::Value(v) => Some(v),
     };

@@ -12,7 +12,6 @@
 //! Both return the factors zero-padded to exactly `rank` components, and [`clamp_quantile`]
 //! replicates PEFT's `svd_clamp`.
 
-use linfa_linalg::eigh::{EigSort, EighInto};
 use ndarray::parallel::prelude::*;
 use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
@@ -460,7 +459,10 @@ fn sorted_eigh(m: Array2<f64>) -> Result<(Array1<f64>, Array2<f64>), SvdError> {
     if m.is_empty() {
         return Ok((Array1::zeros(0), m));
     }
-    Ok(m.eigh_into().map_err(linalg_error)?.sort_eig_desc())
+    // The project's solver: linfa-linalg 0.2.1's eigh returns wrong spectra on some inputs
+    // (see `crate::gram`).
+    let eig = crate::gram::sym_eigen(m.view()).map_err(|e| SvdError::Linalg(e.to_string()))?;
+    Ok((eig.values, eig.vectors))
 }
 
 fn symmetrize(m: &mut Array2<f64>) {
@@ -480,10 +482,6 @@ fn to_f64(x: ArrayView2<f32>) -> Array2<f64> {
 
 fn to_f32(x: &Array2<f64>) -> Array2<f32> {
     x.mapv(|v| v as f32)
-}
-
-fn linalg_error(e: linfa_linalg::LinalgError) -> SvdError {
-    SvdError::Linalg(e.to_string())
 }
 
 #[cfg(test)]
