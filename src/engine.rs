@@ -223,8 +223,12 @@ impl Engine {
         let raw = RawUnits::load(&self.set, module);
         let (pool_a, pool_b) = scaling.pool(&raw);
         let (ca, cb) = lego::centroids(&membership, &pool_a, &pool_b);
-        let full = (settings.param_reweight == ParamReweight::Linf)
-            .then_some((&pool_a, &pool_b, &ca, &cb));
+        let full = (settings.param_reweight == ParamReweight::Linf).then_some(lego::FullVectors {
+            pool_a: &pool_a,
+            pool_b: &pool_b,
+            centroid_a: &ca,
+            centroid_b: &cb,
+        });
         let factors = lego::param_factors(settings.param_reweight, &model, &g, full);
         let ranks = self.source_ranks(i, &scaling);
         let out = lego::output_factor(settings, k, &ranks);

@@ -170,6 +170,6 @@ impl UnitScaling {
         let sub = raw.select(Axis(0), &self.keep).select(Axis(1), &self.keep);
         let col = d.view().insert_axis(Axis(1));
         let row = d.view().insert_axis(Axis(0));
-        &sub * &col * &row
+        &sub * &col * row
     }
 }

@@ -1,6 +1,6 @@
 //! Two-dimensional PCA of units given only their Gram matrix, for plotting.
 
-use crate::gram::{self, GramError};
+use crate::gram::GramError;
 use ndarray::{Array2, ArrayView2, Axis};
 
 /// PCA scores (n × 2) of the units behind `g` from the centred Gram `J G J`.
@@ -14,24 +14,12 @@ pub fn pca2d(g: ArrayView2<f64>) -> Result<Array2<f64>, GramError> {
     if rows != cols {
         return Err(GramError::NotSquare { rows, cols });
     }
-    let n = rows;
-    let mut scores = Array2::zeros((n, 2));
-    if n == 0 {
-        return Ok(scores);
-    }
-    let eig = gram::sym_eigen(centre_gram(g).view())?;
-    let kept = gram::count_kept(&eig.values, n as f64 * f64::EPSILON).min(2);
-    for c in 0..kept {
-        let scale = eig.values[c].sqrt();
-        scores
-            .column_mut(c)
-            .assign(&(&eig.vectors.column(c) * scale));
-    }
-    Ok(scores)
+    let none = Array2::zeros((0, rows));
+    Ok(crate::scatter::project(g, none.view())?.units)
 }
 
 /// `J G J` with `J = I − 11ᵀ/n`: subtract row and column means, add back the grand mean.
-fn centre_gram(g: ArrayView2<f64>) -> Array2<f64> {
+pub(crate) fn centre_gram(g: ArrayView2<f64>) -> Array2<f64> {
     let n = g.nrows() as f64;
     let row_means = g.sum_axis(Axis(1)) / n;
     let col_means = g.sum_axis(Axis(0)) / n;

@@ -1,7 +1,7 @@
 //! The scatter's coordinates: units and centroids projected on the units' first two principal
 //! axes, all from the Gram matrix.
 
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2};
 
 use crate::gram::{self, GramError};
 
@@ -32,20 +32,20 @@ pub fn project(g: ArrayView2<f64>, w: ArrayView2<f64>) -> Result<Projection, Gra
             explained: [0.0; 2],
         });
     }
-    let gc = centre(g);
+    let gc = crate::pca2d::centre_gram(g);
     let eig = gram::sym_eigen(gc.view())?;
     let total: f64 = eig.values.iter().filter(|v| **v > 0.0).sum();
     let kept = gram::count_kept(&eig.values, n as f64 * f64::EPSILON).min(2);
     let mut explained = [0.0; 2];
     let shifted = &w - 1.0 / n as f64;
     let gw = shifted.dot(&g);
-    for c in 0..kept {
+    for (c, share) in explained.iter_mut().enumerate().take(kept) {
         let lambda = eig.values[c];
         let u = eig.vectors.column(c);
         units.column_mut(c).assign(&(&u * lambda.sqrt()));
         let p: Array1<f64> = gw.dot(&u) / lambda.sqrt();
         points.column_mut(c).assign(&p);
-        explained[c] = if total > 0.0 { lambda / total } else { 0.0 };
+        *share = if total > 0.0 { lambda / total } else { 0.0 };
     }
     Ok(Projection {
         units,
@@ -54,22 +54,10 @@ pub fn project(g: ArrayView2<f64>, w: ArrayView2<f64>) -> Result<Projection, Gra
     })
 }
 
-fn centre(g: ArrayView2<f64>) -> Array2<f64> {
-    let n = g.nrows() as f64;
-    let row = g.sum_axis(Axis(1)) / n;
-    let col = g.sum_axis(Axis(0)) / n;
-    let grand = row.sum() / n;
-    let mut c = g.to_owned();
-    for ((i, j), v) in c.indexed_iter_mut() {
-        *v += grand - row[i] - col[j];
-    }
-    c
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::array;
+    use ndarray::{array, Axis};
 
     #[test]
     fn projected_points_match_explicit_pca_of_the_rows() {

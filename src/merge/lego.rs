@@ -39,6 +39,19 @@ pub fn centroids(
     (m.dot(pool_a), m.dot(pool_b))
 }
 
+/// The folded units and the full-dimension centroids, for norms that need every entry.
+#[derive(Debug, Clone, Copy)]
+pub struct FullVectors<'a> {
+    /// Units' a halves (n × d_in).
+    pub pool_a: &'a Array2<f32>,
+    /// Units' b halves (n × d_out).
+    pub pool_b: &'a Array2<f32>,
+    /// Centroids' a halves (k × d_in).
+    pub centroid_a: &'a Array2<f32>,
+    /// Centroids' b halves (k × d_out).
+    pub centroid_b: &'a Array2<f32>,
+}
+
 /// The parameter-reweighting factor of each cluster: mean member norm / centroid norm (≥ 1 by
 /// the triangle inequality; 1 for a zero centroid). L2 needs only the Gram matrix; L∞ needs
 /// the pool and the full centroids.
@@ -46,7 +59,7 @@ pub fn param_factors(
     norm: ParamReweight,
     model: &GramKMeans,
     g: &Array2<f64>,
-    full: Option<(&Array2<f32>, &Array2<f32>, &Array2<f32>, &Array2<f32>)>,
+    full: Option<FullVectors>,
 ) -> Vec<f64> {
     let k = model.k();
     let (member_norms, centroid_norms): (Array1<f64>, Array1<f64>) = match norm {
@@ -60,10 +73,13 @@ pub fn param_factors(
             )
         }
         ParamReweight::Linf => {
-            let Some((pa, pb, ca, cb)) = full else {
+            let Some(f) = full else {
                 return vec![1.0; k];
             };
-            (linf_rows(pa, pb), linf_rows(ca, cb))
+            (
+                linf_rows(f.pool_a, f.pool_b),
+                linf_rows(f.centroid_a, f.centroid_b),
+            )
         }
     };
     let mut sums = vec![0.0; k];
