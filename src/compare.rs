@@ -6,13 +6,13 @@ use serde::Serialize;
 
 use crate::engine::{Engine, MergeOutput};
 use crate::metrics::mean;
-use crate::recipe::{MergeMethod, MergeSettings};
+use crate::settings::{MergeMethod, MergeSettings};
 
 /// One method's figures over all modules.
 #[derive(Debug, Clone, Serialize)]
 pub struct MethodRow {
     /// The method.
-    #[serde(serialize_with = "crate::recipe::as_string::serialize")]
+    #[serde(serialize_with = "crate::settings::as_string::serialize")]
     pub method: MergeMethod,
     /// Why the method could not run here (e.g. unequal ranks), if it could not.
     pub unavailable: Option<String>,

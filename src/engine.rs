@@ -18,8 +18,8 @@ use crate::merge::lego;
 use crate::merge::{ClusterStats, MergedModule};
 use crate::metrics::{source_mix, DeltaMetrics, UnitGeometry};
 use crate::msu::{RawUnitInfo, RawUnits, UnitScaling};
-use crate::recipe::{FeatureSpace, MergeMethod, MergeSettings, ParamReweight};
 use crate::scatter::{project, Projection};
+use crate::settings::{FeatureSpace, MergeMethod, MergeSettings, ParamReweight};
 use linfa::ParamGuard;
 
 /// The unfolded units' Gram matrices of one module.
@@ -170,12 +170,25 @@ impl Engine {
 
     /// Merges every module in parallel; the output order is the module order.
     pub fn merge_all(&self, settings: &MergeSettings) -> Result<MergeOutput> {
+        self.merge_all_with(settings, &|| {})
+    }
+
+    /// [`Engine::merge_all`], calling `done` after each module (for progress displays).
+    pub fn merge_all_with(
+        &self,
+        settings: &MergeSettings,
+        done: &(dyn Fn() + Sync),
+    ) -> Result<MergeOutput> {
         settings
             .validate(self.set.adapters.len())
-            .map_err(LegoError::Invalid)?;
+            .map_err(|e| LegoError::Invalid(e.to_string()))?;
         let merged: Vec<Option<MergedModule>> = (0..self.set.modules.len())
             .into_par_iter()
-            .map(|i| self.merge_module(i, settings))
+            .map(|i| {
+                let m = self.merge_module(i, settings);
+                done();
+                m
+            })
             .collect::<Result<_>>()?;
         let mut notices = Vec::new();
         let mut modules = Vec::new();

@@ -11,7 +11,8 @@ use crate::error::{LegoError, Result};
 use crate::io::factors::stored_shapes;
 use crate::io::tensor::{DType, TensorRef};
 use crate::io::write::{write_adapter, AdapterOut, OutModule};
-use crate::recipe::MergeSettings;
+use crate::recipe::{Recipe, RECIPE_FILE, RECIPE_METADATA_KEY};
+use crate::settings::MergeSettings;
 
 /// The adapter to write for `output`, plus notices about what was decided.
 pub fn adapter_out(
@@ -65,7 +66,8 @@ pub fn adapter_out(
     Ok((out, notices))
 }
 
-/// Writes the merged adapter to `target` in the settings' format.
+/// Writes the merged adapter to `target` in the settings' format, with its recipe beside it
+/// (`lora_lego_recipe.toml`) and in the safetensors metadata.
 pub fn export(
     engine: &Engine,
     output: &MergeOutput,
@@ -73,7 +75,11 @@ pub fn export(
     target: &Path,
     force: bool,
 ) -> Result<Vec<String>> {
-    let (out, notices) = adapter_out(engine, output, settings)?;
+    let (mut out, notices) = adapter_out(engine, output, settings)?;
+    let recipe = Recipe::describe(&engine.set.adapters, settings)?.to_toml();
+    out.metadata
+        .insert(RECIPE_METADATA_KEY.into(), recipe.clone());
+    out.side_files.push((RECIPE_FILE.into(), recipe));
     write_adapter(&out, settings.format, target, force)?;
     Ok(notices)
 }

@@ -100,7 +100,10 @@ fn embedding_and_conv_loras_keep_their_layout() {
     assert_eq!(emb.kind, LoraKind::Embedding);
     assert_eq!((emb.rank, emb.d_in, emb.d_out), (4, 100, 16));
     for format in [AdapterFormat::Peft, AdapterFormat::Kohya] {
-        let target = tmp.path().join(format!("out_{format}"));
+        let target = match format {
+            AdapterFormat::Peft => tmp.path().join("out_peft"),
+            AdapterFormat::Kohya => tmp.path().join("out_kohya.safetensors"),
+        };
         write_adapter(&AdapterOut::from_adapter(&adapter), format, &target, false).unwrap();
         let back = load(&target);
         for m in &adapter.modules {

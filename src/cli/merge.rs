@@ -1,89 +1,39 @@
-//! `lora-lego merge`: flags → settings → engine → export.
+//! `lora-lego merge`: flags and/or a recipe → settings → engine → export.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::Args;
-use lora_lego::adapter::AdapterFormat;
 use lora_lego::align::ModuleSet;
+use lora_lego::compare::adapter_retention;
 use lora_lego::engine::{Engine, MergeOutput};
-use lora_lego::io::tensor::DType;
-use lora_lego::io::write::check_target;
+use lora_lego::io::write::{atomic_file, check_target, write_text};
 use lora_lego::io::{load_all, LoadOptions};
-use lora_lego::merge::baselines::MajoritySign;
 use lora_lego::metrics::mean;
-use lora_lego::recipe::{
-    FeatureSpace, KOverride, MergeMethod, MergeSettings, OutputReweight, ParamReweight,
-};
+use lora_lego::recipe::{MergeSettings, Recipe};
 use serde::Serialize;
+
+use super::progress::Progress;
+use super::settings::SettingsArgs;
 
 /// `merge` arguments.
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// Adapters (PEFT directories or .safetensors files).
-    #[arg(required = true)]
+    /// Adapters (PEFT directories or .safetensors files); with --recipe, these replace its list.
     pub adapters: Vec<PathBuf>,
     /// Output: a directory for PEFT, a .safetensors file for kohya.
     #[arg(short = 'o', long = "out")]
-    pub out: PathBuf,
-    /// Clusters (merged rank) per module.
-    #[arg(short = 'k', long, default_value_t = 8)]
-    pub k: usize,
-    /// lego, or a PEFT combination type (linear, cat, svd, ties, ties_svd, dare_linear, …).
-    #[arg(long, default_value = "lego")]
-    pub method: MergeMethod,
-    /// One weight per adapter, comma-separated (default: all 1).
-    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
-    pub weights: Vec<f64>,
-    /// Parameter reweighting norm: linf, l2 or off.
-    #[arg(long, default_value = "linf")]
-    pub param_reweight: ParamReweight,
-    /// Output reweighting reference rank: mean, max, off or a number.
-    #[arg(long, default_value = "mean")]
-    pub output_reweight: OutputReweight,
-    /// A free multiplier on B' on top of output reweighting.
-    #[arg(long, default_value_t = 1.0)]
-    pub output_scale: f64,
-    /// Feature space for clustering: plain, sign-aware or balanced.
-    #[arg(long, default_value = "plain")]
-    pub space: FeatureSpace,
-    /// k-means (and DARE) seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// k-means restarts.
-    #[arg(long, default_value_t = 10)]
-    pub n_init: usize,
-    /// k-means iteration cap.
-    #[arg(long, default_value_t = 300)]
-    pub max_iter: usize,
-    /// k-means relative tolerance.
-    #[arg(long, default_value_t = 1e-6)]
-    pub tol: f64,
-    /// Per-module k: PATTERN=K (glob, or re:REGEX); repeatable, the last match wins.
-    #[arg(long = "k-for", value_name = "PATTERN=K")]
-    pub k_for: Vec<KOverride>,
-    /// SVD rank for the SVD baselines (default: the largest source rank).
+    pub out: Option<PathBuf>,
+    /// Replay a recipe (flags given as well override its fields).
     #[arg(long)]
-    pub svd_rank: Option<usize>,
-    /// Fraction kept by TIES / DARE / magnitude pruning.
-    #[arg(long, default_value_t = 0.5)]
-    pub density: f64,
-    /// TIES sign election: total or frequency.
-    #[arg(long, default_value = "total")]
-    pub majority_sign: MajoritySign,
-    /// Quantile clamp of the SVD factors.
+    pub recipe: Option<PathBuf>,
+    /// Write the recipe of this merge to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub save_recipe: Option<PathBuf>,
+    /// Merge even if an input's hash differs from the recipe's.
     #[arg(long)]
-    pub svd_clamp: Option<f64>,
-    /// Output format: peft or kohya.
-    #[arg(long, default_value = "peft")]
-    pub format: AdapterFormat,
-    /// Output dtype: source, f32, f16 or bf16.
-    #[arg(long, default_value = "source")]
-    pub dtype: String,
-    /// Copy the non-LoRA tensors (classifier heads) of this adapter; repeatable.
-    #[arg(long = "keep-heads", value_name = "NAME")]
-    pub keep_heads: Vec<String>,
-    /// Replace an existing output.
+    pub allow_changed_inputs: bool,
+    /// Replace an existing output (and recipe file).
     #[arg(long)]
     pub force: bool,
     /// Print the summary as JSON.
@@ -92,43 +42,15 @@ pub struct MergeArgs {
     /// Print nothing but errors.
     #[arg(long)]
     pub quiet: bool,
-}
-
-impl MergeArgs {
-    /// The settings these flags describe.
-    pub fn settings(&self) -> anyhow::Result<MergeSettings> {
-        let dtype = match self.dtype.as_str() {
-            "source" => None,
-            d => Some(d.parse::<DType>().map_err(anyhow::Error::msg)?),
-        };
-        Ok(MergeSettings {
-            method: self.method,
-            weights: self.weights.clone(),
-            k: self.k,
-            k_overrides: self.k_for.clone(),
-            space: self.space,
-            param_reweight: self.param_reweight,
-            output_reweight: self.output_reweight,
-            output_scale: self.output_scale,
-            seed: self.seed,
-            n_init: self.n_init,
-            max_iter: self.max_iter,
-            tol: self.tol,
-            svd_rank: self.svd_rank,
-            density: self.density,
-            majority_sign: self.majority_sign,
-            svd_clamp: self.svd_clamp,
-            format: self.format,
-            dtype,
-            keep_heads: self.keep_heads.clone(),
-        })
-    }
+    /// The merge settings.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
 }
 
 /// The summary printed after a merge.
 #[derive(Debug, Serialize)]
 struct Summary {
-    output: String,
+    output: Option<String>,
     method: String,
     modules: Vec<ModuleLine>,
     mean_error_vs_sum: f64,
@@ -145,15 +67,61 @@ struct ModuleLine {
     silhouette: Option<f64>,
 }
 
-/// Runs a merge from flags.
+/// The adapters and settings a merge command describes, and the recipe it replays (if any).
+fn plan(args: &MergeArgs) -> anyhow::Result<(Vec<PathBuf>, MergeSettings, Option<Recipe>)> {
+    let Some(recipe_path) = &args.recipe else {
+        if args.adapters.is_empty() {
+            bail!("no adapters given (name them, or replay a recipe with --recipe FILE)");
+        }
+        return Ok((
+            args.adapters.clone(),
+            args.settings.apply(MergeSettings::default())?,
+            None,
+        ));
+    };
+    let recipe = Recipe::read(recipe_path)?;
+    let dir = recipe_path.parent().unwrap_or(Path::new("."));
+    let paths = if args.adapters.is_empty() {
+        recipe.adapter_paths(dir)
+    } else {
+        args.adapters.clone()
+    };
+    let settings = args.settings.apply(recipe.merge.clone())?;
+    // The recorded hashes only speak for the recorded inputs.
+    let check = (args.adapters.is_empty() && !args.allow_changed_inputs).then_some(recipe);
+    Ok((paths, settings, check))
+}
+
+/// Runs a merge.
 pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
-    let settings = args.settings()?;
-    settings
-        .validate(args.adapters.len())
-        .map_err(anyhow::Error::msg)?;
-    check_target(&args.out, args.force)?;
-    let engine = Engine::new(ModuleSet::new(load_all(&args.adapters, load)?)?);
-    let output = engine.merge_all(&settings)?;
+    let (paths, settings, recipe) = plan(args)?;
+    settings.validate(paths.len()).map_err(anyhow::Error::msg)?;
+    if args.out.is_none() && args.save_recipe.is_none() {
+        bail!("nothing to write: give -o OUT for the merged adapter (and/or --save-recipe FILE)");
+    }
+    if let Some(out) = &args.out {
+        check_target(out, args.force)?;
+    }
+    if let Some(r) = &args.save_recipe {
+        check_target(r, args.force)?;
+    }
+    let progress = Progress::new(args.quiet || args.json);
+    progress.log(&format!("loading {} adapter(s)", paths.len()));
+    let adapters = load_all(&paths, load)?;
+    if let Some(recipe) = &recipe {
+        recipe.check_hashes(&adapters)?;
+    }
+    let engine = Engine::new(ModuleSet::new(adapters)?);
+    if let Some(r) = &args.save_recipe {
+        let text = Recipe::describe(&engine.set.adapters, &settings)?.to_toml();
+        atomic_file(r, args.force, |tmp| write_text(tmp, &text))?;
+    }
+    let Some(out_path) = &args.out else {
+        return Ok(());
+    };
+    let bar = progress.bar(engine.set.modules.len() as u64, "merging modules");
+    let output = engine.merge_all_with(&settings, &|| bar.inc(1))?;
+    bar.finish_and_clear();
     let mut notices = engine.set.warnings.clone();
     notices.extend(
         engine
@@ -163,11 +131,12 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
             .flat_map(|a| a.warnings.iter().cloned()),
     );
     notices.extend(output.notices.iter().cloned());
+    progress.log(&format!("writing {}", out_path.display()));
     notices.extend(
-        lora_lego::export::export(&engine, &output, &settings, &args.out, args.force)
-            .with_context(|| format!("writing {}", args.out.display()))?,
+        lora_lego::export::export(&engine, &output, &settings, out_path, args.force)
+            .with_context(|| format!("writing {}", out_path.display()))?,
     );
-    let summary = summarise(&engine, &output, &settings, args, notices);
+    let summary = summarise(&engine, &output, &settings, Some(out_path), notices);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !args.quiet {
@@ -175,10 +144,10 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
             eprintln!("note: {n}");
         }
         println!(
-            "merged {} modules with {} into {} ({:?})",
+            "merged {} modules with {} into {} ({})",
             summary.modules.len(),
             summary.method,
-            summary.output,
+            out_path.display(),
             settings.format
         );
         println!("mean error vs exact sum: {:.4}", summary.mean_error_vs_sum);
@@ -193,7 +162,7 @@ fn summarise(
     engine: &Engine,
     output: &MergeOutput,
     settings: &MergeSettings,
-    args: &MergeArgs,
+    out: Option<&Path>,
     notices: Vec<String>,
 ) -> Summary {
     let set = &engine.set;
@@ -208,26 +177,18 @@ fn summarise(
             silhouette: m.clusters.as_ref().map(|c| c.silhouette),
         })
         .collect();
-    let mean_retention = set
-        .adapters
-        .iter()
-        .enumerate()
-        .map(|(ai, a)| {
-            let values = output.modules.iter().filter_map(|m| {
-                let srcs = &set.modules[m.module].sources;
-                srcs.iter()
-                    .position(|s| s.0 == ai)
-                    .map(|si| m.metrics.retention[si])
-            });
-            (a.name.clone(), mean(values))
-        })
-        .collect();
+    let retention = adapter_retention(engine, output);
     Summary {
-        output: args.out.display().to_string(),
+        output: out.map(|p| p.display().to_string()),
         method: settings.method.to_string(),
         modules,
         mean_error_vs_sum: mean(output.modules.iter().map(|m| m.metrics.error_vs_sum)),
-        mean_retention,
+        mean_retention: set
+            .adapters
+            .iter()
+            .map(|a| a.name.clone())
+            .zip(retention)
+            .collect(),
         notices,
     }
 }

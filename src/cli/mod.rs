@@ -1,8 +1,11 @@
 //! The command line: argument definitions and dispatch. Subcommands build a plan and call the
 //! library; no merge logic lives here.
 
+pub mod compare;
 pub mod inspect;
 pub mod merge;
+pub mod progress;
+pub mod settings;
 
 use std::path::PathBuf;
 
@@ -34,6 +37,13 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Merge adapters into one and write it (PEFT directory or kohya file).
     Merge(Box<merge::MergeArgs>),
+    /// Every method side by side on the same adapters: rank, error vs sum, retention, size, time.
+    Compare(Box<compare::CompareArgs>),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `inspect` arguments.
@@ -55,6 +65,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Inspect(args)) => inspect::run(&args, &load),
         Some(Command::Merge(args)) => merge::run(&args, &load),
+        Some(Command::Compare(args)) => compare::run(&args, &load),
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "lora-lego",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         None => {
             let adapters = if cli.adapters.is_empty() {
                 demo_adapters()?

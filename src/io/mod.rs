@@ -62,6 +62,12 @@ pub fn load_adapter(path: &Path, opts: &LoadOptions) -> Result<Adapter> {
     if meta.is_dir() {
         return peft::read_dir(path, opts);
     }
+    if path.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        return Err(LegoError::Config {
+            path: path.into(),
+            reason: "not an adapter: expected a PEFT directory or a .safetensors file".into(),
+        });
+    }
     let file = TensorFile::open(path)?;
     if keys::looks_like_kohya(file.tensors.keys().map(String::as_str)) {
         kohya::read_file(path, file, opts)

@@ -36,14 +36,6 @@ impl DType {
         }
     }
 
-    fn to_safetensors(self) -> safetensors::Dtype {
-        match self {
-            DType::F32 => safetensors::Dtype::F32,
-            DType::F16 => safetensors::Dtype::F16,
-            DType::BF16 => safetensors::Dtype::BF16,
-        }
-    }
-
     fn from_safetensors(d: safetensors::Dtype) -> Option<Self> {
         match d {
             safetensors::Dtype::F32 => Some(DType::F32),
@@ -186,21 +178,6 @@ impl TensorRef {
     }
 }
 
-impl safetensors::View for &TensorRef {
-    fn dtype(&self) -> safetensors::Dtype {
-        self.dtype.to_safetensors()
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Borrowed(self.bytes())
-    }
-    fn data_len(&self) -> usize {
-        self.range.len()
-    }
-}
-
 /// The parsed contents of one safetensors file.
 #[derive(Debug, Clone)]
 pub struct TensorFile {
@@ -320,6 +297,57 @@ fn describe_safetensors_error(e: &safetensors::SafeTensorError) -> String {
     }
 }
 
+/// The safetensors image of `tensors` with header `metadata`, laid out exactly as the reference
+/// implementation does (tensors by descending dtype alignment, then name; header padded with
+/// spaces to 8 bytes) but with the metadata keys sorted: the reference serialises its metadata
+/// from a hash map, whose order changes from run to run, and exports must be reproducible.
+pub fn safetensors_image(
+    tensors: &BTreeMap<String, TensorRef>,
+    metadata: &BTreeMap<String, String>,
+) -> Vec<u8> {
+    let alignment = |d: DType| match d {
+        DType::F32 => 2,
+        DType::BF16 => 1,
+        DType::F16 => 0,
+    };
+    let mut order: Vec<(&String, &TensorRef)> = tensors.iter().collect();
+    order.sort_by(|(ln, lt), (rn, rt)| {
+        alignment(rt.dtype)
+            .cmp(&alignment(lt.dtype))
+            .then_with(|| ln.cmp(rn))
+    });
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        let meta: serde_json::Map<String, serde_json::Value> = metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+            .collect();
+        header.insert("__metadata__".into(), serde_json::Value::Object(meta));
+    }
+    let mut offset = 0usize;
+    for (name, t) in &order {
+        let len = t.range.len();
+        header.insert(
+            (*name).clone(),
+            serde_json::json!({
+                "dtype": t.dtype.to_string(),
+                "shape": t.shape,
+                "data_offsets": [offset, offset + len],
+            }),
+        );
+        offset += len;
+    }
+    let mut head = serde_json::Value::Object(header).to_string().into_bytes();
+    head.resize(head.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + head.len() + offset);
+    out.extend((head.len() as u64).to_le_bytes());
+    out.extend(head);
+    for (_, t) in order {
+        out.extend_from_slice(t.bytes());
+    }
+    out
+}
+
 /// Writes `tensors` with header `metadata` to `path` and fsyncs it.
 pub fn write_safetensors(
     path: &Path,
@@ -327,15 +355,7 @@ pub fn write_safetensors(
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
     use std::io::Write;
-    let meta: std::collections::HashMap<String, String> = metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let data = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
-        .map_err(|e| LegoError::Safetensors {
-            path: path.into(),
-            reason: format!("could not serialise: {e:?}"),
-        })?;
+    let data = safetensors_image(tensors, metadata);
     let mut f = std::fs::File::create(path).map_err(|e| LegoError::io(path, e))?;
     f.write_all(&data).map_err(|e| LegoError::io(path, e))?;
     f.sync_all().map_err(|e| LegoError::io(path, e))?;

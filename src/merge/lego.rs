@@ -7,7 +7,7 @@ use ndarray::{Array1, Array2, ArrayView2, Axis};
 use crate::error::{LegoError, Result};
 use crate::kmeans::GramKMeans;
 use crate::metrics::Combination;
-use crate::recipe::{FeatureSpace, MergeSettings, OutputReweight, ParamReweight};
+use crate::settings::{FeatureSpace, MergeSettings, OutputReweight, ParamReweight};
 
 /// Clusters the embedded units `y` (n × m) into `k ≤ n` clusters with the settings' k-means.
 pub fn cluster(

@@ -1,0 +1,116 @@
+//! The merge-settings flags shared by `merge` and `compare`. Every flag is optional: what is
+//! not given comes from the recipe (with `--recipe`) or from the defaults.
+
+use clap::Args;
+use lora_lego::adapter::AdapterFormat;
+use lora_lego::io::tensor::DType;
+use lora_lego::merge::baselines::MajoritySign;
+use lora_lego::recipe::{
+    FeatureSpace, KOverride, MergeMethod, MergeSettings, OutputReweight, ParamReweight,
+};
+
+/// Flags that set merge settings.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SettingsArgs {
+    /// Clusters (merged rank) per module [default: 8].
+    #[arg(short = 'k', long)]
+    pub k: Option<usize>,
+    /// lego, or a PEFT combination type (linear, cat, svd, ties, ties_svd, dare_linear, …) [default: lego].
+    #[arg(long)]
+    pub method: Option<MergeMethod>,
+    /// One weight per adapter, comma-separated [default: all 1].
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub weights: Option<Vec<f64>>,
+    /// Parameter reweighting norm: linf, l2 or off [default: linf].
+    #[arg(long)]
+    pub param_reweight: Option<ParamReweight>,
+    /// Output reweighting reference rank: mean, max, off or a number [default: mean].
+    #[arg(long)]
+    pub output_reweight: Option<OutputReweight>,
+    /// A free multiplier on B' on top of output reweighting [default: 1].
+    #[arg(long)]
+    pub output_scale: Option<f64>,
+    /// Feature space for clustering: plain, sign-aware or balanced [default: plain].
+    #[arg(long)]
+    pub space: Option<FeatureSpace>,
+    /// k-means (and DARE) seed [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// k-means restarts [default: 10].
+    #[arg(long)]
+    pub n_init: Option<usize>,
+    /// k-means iteration cap [default: 300].
+    #[arg(long)]
+    pub max_iter: Option<usize>,
+    /// k-means relative tolerance [default: 1e-6].
+    #[arg(long)]
+    pub tol: Option<f64>,
+    /// Per-module k: PATTERN=K (glob, or re:REGEX); repeatable, the last match wins.
+    #[arg(long = "k-for", value_name = "PATTERN=K")]
+    pub k_for: Vec<KOverride>,
+    /// SVD rank for the SVD baselines [default: the largest source rank].
+    #[arg(long)]
+    pub svd_rank: Option<usize>,
+    /// Fraction kept by TIES / DARE / magnitude pruning [default: 0.5].
+    #[arg(long)]
+    pub density: Option<f64>,
+    /// TIES sign election: total or frequency [default: total].
+    #[arg(long)]
+    pub majority_sign: Option<MajoritySign>,
+    /// Quantile clamp of the SVD factors [default: none].
+    #[arg(long)]
+    pub svd_clamp: Option<f64>,
+    /// Output format: peft or kohya [default: peft].
+    #[arg(long)]
+    pub format: Option<AdapterFormat>,
+    /// Output dtype: source, f32, f16 or bf16 [default: source].
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Copy the non-LoRA tensors (classifier heads) of this adapter; repeatable.
+    #[arg(long = "keep-heads", value_name = "NAME")]
+    pub keep_heads: Vec<String>,
+}
+
+impl SettingsArgs {
+    /// Applies the flags that were given on top of `base`.
+    pub fn apply(&self, mut s: MergeSettings) -> anyhow::Result<MergeSettings> {
+        macro_rules! set {
+            ($($field:ident),*) => {$(if let Some(v) = &self.$field { s.$field = v.clone(); })*};
+        }
+        set!(
+            k,
+            method,
+            weights,
+            param_reweight,
+            output_reweight,
+            output_scale,
+            space,
+            seed,
+            n_init,
+            max_iter,
+            tol,
+            density,
+            majority_sign,
+            format
+        );
+        if self.svd_rank.is_some() {
+            s.svd_rank = self.svd_rank;
+        }
+        if self.svd_clamp.is_some() {
+            s.svd_clamp = self.svd_clamp;
+        }
+        if let Some(d) = &self.dtype {
+            s.dtype = match d.as_str() {
+                "source" => None,
+                d => Some(d.parse::<DType>().map_err(anyhow::Error::msg)?),
+            };
+        }
+        if !self.k_for.is_empty() {
+            s.k_overrides = self.k_for.clone();
+        }
+        if !self.keep_heads.is_empty() {
+            s.keep_heads = self.keep_heads.clone();
+        }
+        Ok(s)
+    }
+}

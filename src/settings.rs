@@ -1,0 +1,429 @@
+//! The merge settings: everything besides the adapters that determines a merge's output.
+//! The TUI and the CLI both fill one of these and hand it to the engine.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::adapter::AdapterFormat;
+use crate::io::tensor::DType;
+use crate::merge::baselines::{BaselineMethod, MajoritySign};
+
+/// Serialises a field through its `Display` / `FromStr`, so recipes hold plain strings.
+pub mod as_string {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `value` as its display string.
+    pub fn serialize<T: Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    /// Parses the string with `FromStr`, reporting its error.
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Which merge to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeMethod {
+    /// LoRA-LEGO: k-means over rank-1 units.
+    Lego,
+    /// One of PEFT's `add_weighted_adapter` combination types.
+    Baseline(BaselineMethod),
+}
+
+impl MergeMethod {
+    /// Every method, LEGO first.
+    pub fn all() -> Vec<MergeMethod> {
+        std::iter::once(MergeMethod::Lego)
+            .chain(
+                BaselineMethod::ALL
+                    .iter()
+                    .map(|m| MergeMethod::Baseline(*m)),
+            )
+            .collect()
+    }
+}
+
+impl fmt::Display for MergeMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MergeMethod::Lego => f.write_str("lego"),
+            MergeMethod::Baseline(b) => f.write_str(b.name()),
+        }
+    }
+}
+
+impl FromStr for MergeMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "lego" {
+            return Ok(MergeMethod::Lego);
+        }
+        s.parse::<BaselineMethod>()
+            .map(MergeMethod::Baseline)
+            .map_err(|_| {
+                let names: Vec<String> = MergeMethod::all().iter().map(|m| m.to_string()).collect();
+                format!(
+                    "unknown method `{s}` (expected one of: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// The feature space units are clustered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FeatureSpace {
+    /// The paper's: unit = `[a; b]` as folded.
+    #[default]
+    Plain,
+    /// A unit and its negation are one unit (assigned to the nearer of ±centroid).
+    SignAware,
+    /// Each unit rescaled so ‖a‖ = ‖b‖ before clustering (the product is unchanged).
+    Balanced,
+}
+
+impl FromStr for FeatureSpace {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "plain" => Ok(Self::Plain),
+            "sign-aware" => Ok(Self::SignAware),
+            "balanced" => Ok(Self::Balanced),
+            _ => Err(format!(
+                "unknown feature space `{s}` (expected plain, sign-aware or balanced)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for FeatureSpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Plain => "plain",
+            Self::SignAware => "sign-aware",
+            Self::Balanced => "balanced",
+        })
+    }
+}
+
+/// Parameter reweighting: rescale each centroid to its members' mean norm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamReweight {
+    /// Max-abs norm (the default; needs the full-dimension centroid).
+    #[default]
+    Linf,
+    /// Euclidean norm (computed from the Gram matrix alone).
+    L2,
+    /// No parameter reweighting.
+    Off,
+}
+
+impl FromStr for ParamReweight {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "linf" => Ok(Self::Linf),
+            "l2" => Ok(Self::L2),
+            "off" => Ok(Self::Off),
+            _ => Err(format!(
+                "unknown parameter reweighting `{s}` (expected linf, l2 or off)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ParamReweight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Linf => "linf",
+            Self::L2 => "l2",
+            Self::Off => "off",
+        })
+    }
+}
+
+/// The reference rank of output reweighting `B' ← B'·√(r_ref / k)`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum OutputReweight {
+    /// r_ref = mean rank of the module's sources (the default).
+    #[default]
+    Mean,
+    /// r_ref = largest rank of the module's sources.
+    Max,
+    /// A fixed r_ref.
+    Value(f64),
+    /// No output reweighting.
+    Off,
+}
+
+impl FromStr for OutputReweight {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mean" => Ok(Self::Mean),
+            "max" => Ok(Self::Max),
+            "off" => Ok(Self::Off),
+            _ => match s.parse::<f64>() {
+                Ok(v) if v.is_finite() && v > 0.0 => Ok(Self::Value(v)),
+                _ => Err(format!(
+                    "invalid output reweighting `{s}` (expected mean, max, off or a positive number)"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for OutputReweight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Mean => f.write_str("mean"),
+            Self::Max => f.write_str("max"),
+            Self::Off => f.write_str("off"),
+            Self::Value(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// A per-module k: modules whose path matches `pattern` get `k`. Patterns are globs (`*`, `?`;
+/// a plain name matches exactly), or regular expressions when prefixed with `re:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KOverride {
+    /// The pattern.
+    pub pattern: String,
+    /// The k for matching modules.
+    pub k: usize,
+}
+
+impl KOverride {
+    /// Compiles the pattern.
+    pub fn matcher(&self) -> Result<regex::Regex, String> {
+        let re = match self.pattern.strip_prefix("re:") {
+            Some(r) => r.to_string(),
+            None => {
+                let mut s = String::from("^");
+                for c in self.pattern.chars() {
+                    match c {
+                        '*' => s.push_str(".*"),
+                        '?' => s.push('.'),
+                        c => s.push_str(&regex::escape(&c.to_string())),
+                    }
+                }
+                s.push('$');
+                s
+            }
+        };
+        regex::Regex::new(&re).map_err(|e| format!("invalid k pattern `{}`: {e}", self.pattern))
+    }
+}
+
+impl FromStr for KOverride {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (pattern, k) = s
+            .rsplit_once('=')
+            .ok_or_else(|| format!("expected PATTERN=K, got `{s}`"))?;
+        let k: usize = k
+            .parse()
+            .map_err(|_| format!("k in `{s}` must be a positive integer"))?;
+        if k == 0 {
+            return Err(format!("k in `{s}` must be at least 1"));
+        }
+        Ok(KOverride {
+            pattern: pattern.to_string(),
+            k,
+        })
+    }
+}
+
+/// A setting out of range: which field and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SettingsError {
+    /// The field's name as in recipes.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Everything besides the adapters that determines a merge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MergeSettings {
+    /// The method.
+    #[serde(with = "as_string")]
+    pub method: MergeMethod,
+    /// Per-source weights (empty = all 1).
+    pub weights: Vec<f64>,
+    /// LEGO: the global number of clusters (merged rank) per module.
+    pub k: usize,
+    /// LEGO: per-module overrides, applied in order (the last match wins).
+    pub k_overrides: Vec<KOverride>,
+    /// LEGO: feature space.
+    pub space: FeatureSpace,
+    /// LEGO: parameter reweighting norm.
+    pub param_reweight: ParamReweight,
+    /// LEGO: output reweighting reference rank.
+    #[serde(with = "as_string")]
+    pub output_reweight: OutputReweight,
+    /// LEGO: a free multiplier on B' on top of output reweighting.
+    pub output_scale: f64,
+    /// k-means seed (and DARE's).
+    pub seed: u64,
+    /// k-means restarts.
+    pub n_init: usize,
+    /// k-means iteration cap.
+    pub max_iter: usize,
+    /// k-means relative tolerance.
+    pub tol: f64,
+    /// Baselines: SVD rank (default: the largest source rank).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub svd_rank: Option<usize>,
+    /// Baselines: fraction of entries kept by TIES / DARE / magnitude pruning.
+    pub density: f64,
+    /// Baselines: TIES sign election.
+    #[serde(with = "as_string")]
+    pub majority_sign: MajoritySign,
+    /// Baselines: quantile clamp of the SVD factors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub svd_clamp: Option<f64>,
+    /// Output format.
+    pub format: AdapterFormat,
+    /// Output dtype (`None` = the sources').
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<DType>,
+    /// Names of adapters whose non-LoRA tensors are copied into the output.
+    pub keep_heads: Vec<String>,
+}
+
+impl Default for MergeSettings {
+    fn default() -> Self {
+        MergeSettings {
+            method: MergeMethod::Lego,
+            weights: Vec::new(),
+            k: 8,
+            k_overrides: Vec::new(),
+            space: FeatureSpace::Plain,
+            param_reweight: ParamReweight::Linf,
+            output_reweight: OutputReweight::Mean,
+            output_scale: 1.0,
+            seed: 0,
+            n_init: 10,
+            max_iter: 300,
+            tol: 1e-6,
+            svd_rank: None,
+            density: 0.5,
+            majority_sign: MajoritySign::Total,
+            svd_clamp: None,
+            format: AdapterFormat::Peft,
+            dtype: None,
+            keep_heads: Vec::new(),
+        }
+    }
+}
+
+impl MergeSettings {
+    /// The weight of source `i` (1 when no weights were given).
+    pub fn weight(&self, i: usize) -> f64 {
+        self.weights.get(i).copied().unwrap_or(1.0)
+    }
+
+    /// Checks the settings against `n_adapters`; the error names the offending field.
+    pub fn validate(&self, n_adapters: usize) -> Result<(), SettingsError> {
+        let err = |field: &'static str, message: String| Err(SettingsError { field, message });
+        if !self.weights.is_empty() && self.weights.len() != n_adapters {
+            return err(
+                "weights",
+                format!(
+                    "{} weights given for {n_adapters} adapters; give one weight per adapter",
+                    self.weights.len()
+                ),
+            );
+        }
+        if let Some((i, w)) = self
+            .weights
+            .iter()
+            .enumerate()
+            .find(|(_, w)| !w.is_finite())
+        {
+            return err(
+                "weights",
+                format!("weight {} is {w}; weights must be finite numbers", i + 1),
+            );
+        }
+        if self.k == 0 {
+            return err("k", "k must be at least 1".into());
+        }
+        for o in &self.k_overrides {
+            if o.k == 0 {
+                return err(
+                    "k_overrides",
+                    format!("k for `{}` must be at least 1", o.pattern),
+                );
+            }
+            if let Err(e) = o.matcher() {
+                return err("k_overrides", e);
+            }
+        }
+        if self.n_init == 0 {
+            return err("n_init", "n_init must be at least 1".into());
+        }
+        if self.max_iter == 0 {
+            return err("max_iter", "max_iter must be at least 1".into());
+        }
+        if !(self.tol > 0.0 && self.tol.is_finite()) {
+            return err(
+                "tol",
+                format!("tol must be a positive number, got {}", self.tol),
+            );
+        }
+        if !(self.output_scale.is_finite() && self.output_scale > 0.0) {
+            return err(
+                "output_scale",
+                format!(
+                    "output_scale must be a positive number, got {}",
+                    self.output_scale
+                ),
+            );
+        }
+        if !(self.density > 0.0 && self.density <= 1.0) {
+            return err(
+                "density",
+                format!("density must be in (0, 1], got {}", self.density),
+            );
+        }
+        if let Some(q) = self.svd_clamp {
+            if !(q > 0.0 && q <= 1.0) {
+                return err("svd_clamp", format!("svd_clamp must be in (0, 1], got {q}"));
+            }
+        }
+        if self.svd_rank == Some(0) {
+            return err("svd_rank", "svd_rank must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The k requested for `module` (before clamping to the number of units).
+    pub fn k_for(&self, module: &str) -> usize {
+        self.k_overrides
+            .iter()
+            .rev()
+            .find(|o| o.matcher().map(|re| re.is_match(module)).unwrap_or(false))
+            .map(|o| o.k)
+            .unwrap_or(self.k)
+    }
+}
