@@ -4,7 +4,7 @@
 //! and cached; a change of weights, feature space, k or reweighting only rescales them
 //! (`D G D`, O(n²)) and reclusters in the embedded space.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ndarray::Array2;
 use rayon::prelude::*;
@@ -60,13 +60,34 @@ pub struct Engine {
     /// The aligned adapters.
     pub set: ModuleSet,
     raw: Vec<OnceLock<RawGram>>,
+    prepared: Vec<Mutex<Option<Arc<Prepared>>>>,
+}
+
+/// A module's units folded for one choice of weights and feature space, with their Gram matrix
+/// and its embedding: everything a change of k reuses.
+#[derive(Debug)]
+pub struct Prepared {
+    key: PreparedKey,
+    /// How the units are folded.
+    pub scaling: UnitScaling,
+    /// Their Gram matrices.
+    pub geom: UnitGeometry,
+    /// `G_A + G_B`.
+    pub g: Array2<f64>,
+    /// The isometric embedding of `g` (n × m).
+    pub y: Array2<f64>,
+}
+
+/// What a [`Prepared`] depends on: the module's sources' weights (as bits) and the space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PreparedKey {
+    weights: Vec<u64>,
+    space: FeatureSpace,
 }
 
 /// The intermediate state of one LEGO run.
 struct LegoRun {
-    scaling: UnitScaling,
-    geom: UnitGeometry,
-    g: Array2<f64>,
+    prepared: Arc<Prepared>,
     membership: Array2<f64>,
     labels: Vec<usize>,
     signs: Vec<f64>,
@@ -94,6 +115,14 @@ pub struct ModuleView {
     pub merged: MergedModule,
 }
 
+/// The settings with the paper's plain feature space (baselines do not cluster).
+fn plain(settings: &MergeSettings) -> MergeSettings {
+    MergeSettings {
+        space: FeatureSpace::Plain,
+        ..settings.clone()
+    }
+}
+
 fn gram_error(module: &str, e: crate::gram::GramError) -> LegoError {
     LegoError::Alignment {
         module: module.to_string(),
@@ -114,7 +143,8 @@ impl Engine {
     /// Wraps a module set; nothing is computed until asked.
     pub fn new(set: ModuleSet) -> Self {
         let raw = (0..set.modules.len()).map(|_| OnceLock::new()).collect();
-        Engine { set, raw }
+        let prepared = (0..set.modules.len()).map(|_| Mutex::new(None)).collect();
+        Engine { set, raw, prepared }
     }
 
     /// Computes every module's raw Gram matrices in parallel.
@@ -158,6 +188,42 @@ impl Engine {
             source: scaling.source.clone(),
             n_sources: self.set.modules[i].sources.len(),
         }
+    }
+
+    /// Module `i` folded and embedded for `settings`' weights and space, reused while only k,
+    /// reweighting or the method change. `None` when no unit has a non-zero weight.
+    pub fn prepared(&self, i: usize, settings: &MergeSettings) -> Result<Option<Arc<Prepared>>> {
+        let key = PreparedKey {
+            weights: self.set.modules[i]
+                .sources
+                .iter()
+                .map(|s| settings.weight(s.0).to_bits())
+                .collect(),
+            space: settings.space,
+        };
+        // A poisoned lock only means another thread panicked mid-computation: recompute.
+        let mut slot = self.prepared[i].lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = slot.as_ref().filter(|p| p.key == key) {
+            return Ok(Some(Arc::clone(p)));
+        }
+        let scaling = self.scaling(i, settings);
+        if scaling.is_empty() {
+            return Ok(None);
+        }
+        let geom = self.geometry(i, &scaling);
+        let g = &geom.ga + &geom.gb;
+        let y = embed(g.view())
+            .map_err(|e| gram_error(self.set.modules[i].key.as_str(), e))?
+            .y;
+        let p = Arc::new(Prepared {
+            key,
+            scaling,
+            geom,
+            g,
+            y,
+        });
+        *slot = Some(Arc::clone(&p));
+        Ok(Some(p))
     }
 
     /// Merges module `i`. `None` when no unit has a non-zero weight.
@@ -215,13 +281,11 @@ impl Engine {
     fn run_lego(&self, i: usize, settings: &MergeSettings) -> Result<Option<LegoRun>> {
         let module = &self.set.modules[i];
         let name = module.key.as_str();
-        let scaling = self.scaling(i, settings);
-        if scaling.is_empty() {
+        let Some(prep) = self.prepared(i, settings)? else {
             return Ok(None);
-        }
+        };
+        let (scaling, geom, g) = (&prep.scaling, &prep.geom, &prep.g);
         let n = scaling.len();
-        let geom = self.geometry(i, &scaling);
-        let g = &geom.ga + &geom.gb;
         let mut notices = Vec::new();
         let k_req = settings.k_for(name);
         let k = k_req.min(n);
@@ -230,8 +294,7 @@ impl Engine {
                 "module `{name}`: k = {k_req} is more than its {n} units; using k = {n}"
             ));
         }
-        let emb = embed(g.view()).map_err(|e| gram_error(name, e))?;
-        let model = lego::cluster(name, emb.y.view(), k, settings)?;
+        let model = lego::cluster(name, prep.y.view(), k, settings)?;
         let membership = model.membership_matrix();
         let raw = RawUnits::load(&self.set, module);
         let (pool_a, pool_b) = scaling.pool(&raw);
@@ -242,8 +305,8 @@ impl Engine {
             centroid_a: &ca,
             centroid_b: &cb,
         });
-        let factors = lego::param_factors(settings.param_reweight, &model, &g, full);
-        let ranks = self.source_ranks(i, &scaling);
+        let factors = lego::param_factors(settings.param_reweight, &model, g, full);
+        let ranks = self.source_ranks(i, scaling);
         let out = lego::output_factor(settings, k, &ranks);
         let (a, b) = lego::merged_factors(&ca, &cb, &factors, out);
         let metrics = geom.delta_metrics(&lego::combination(&membership, &factors, out));
@@ -266,9 +329,7 @@ impl Engine {
             notices,
         };
         Ok(Some(LegoRun {
-            scaling,
-            geom,
-            g,
+            prepared: Arc::clone(&prep),
             membership,
             labels: model.labels,
             signs: model.signs,
@@ -276,40 +337,37 @@ impl Engine {
         }))
     }
 
+    /// Only the clustering of module `i` (no factors, no metrics): what a change of k costs
+    /// before anything is shown.
+    pub fn cluster_only(&self, i: usize, settings: &MergeSettings) -> Result<Option<GramKMeans>> {
+        let name = self.set.modules[i].key.as_str();
+        let Some(prep) = self.prepared(i, settings)? else {
+            return Ok(None);
+        };
+        let k = settings.k_for(name).min(prep.scaling.len());
+        lego::cluster(name, prep.y.view(), k, settings).map(Some)
+    }
+
     /// Everything the explorer shows for module `i`: the merge, the units with their sources
     /// and clusters, the 2-D scatter and the interference between sources.
     pub fn module_view(&self, i: usize, settings: &MergeSettings) -> Result<Option<ModuleView>> {
         let module = &self.set.modules[i];
         let name = module.key.as_str();
-        let (scaling, geom, g, labels, signs, membership, merged) = match settings.method {
+        let (prep, labels, signs, membership, merged) = match settings.method {
             MergeMethod::Lego => match self.run_lego(i, settings)? {
-                Some(r) => (
-                    r.scaling,
-                    r.geom,
-                    r.g,
-                    r.labels,
-                    r.signs,
-                    r.membership,
-                    r.merged,
-                ),
+                Some(r) => (r.prepared, r.labels, r.signs, r.membership, r.merged),
                 None => return Ok(None),
             },
             MergeMethod::Baseline(_) => {
                 let Some(merged) = self.merge_baseline(i, settings)? else {
                     return Ok(None);
                 };
-                let plain = MergeSettings {
-                    space: FeatureSpace::Plain,
-                    ..settings.clone()
+                let Some(prep) = self.prepared(i, &plain(settings))? else {
+                    return Ok(None);
                 };
-                let scaling = self.scaling(i, &plain);
-                let geom = self.geometry(i, &scaling);
-                let g = &geom.ga + &geom.gb;
-                let n = scaling.len();
+                let n = prep.scaling.len();
                 (
-                    scaling,
-                    geom,
-                    g,
+                    prep,
                     Vec::new(),
                     vec![1.0; n],
                     Array2::zeros((0, n)),
@@ -317,7 +375,9 @@ impl Engine {
                 )
             }
         };
-        let projection = project(g.view(), membership.view()).map_err(|e| gram_error(name, e))?;
+        let (scaling, geom) = (&prep.scaling, &prep.geom);
+        let projection =
+            project(prep.g.view(), membership.view()).map_err(|e| gram_error(name, e))?;
         Ok(Some(ModuleView {
             module: i,
             unit_adapter: scaling
@@ -342,10 +402,9 @@ impl Engine {
         kmax: usize,
     ) -> Result<(Vec<KPoint>, usize)> {
         let name = self.set.modules[i].key.as_str();
-        let scaling = self.scaling(i, settings);
-        let geom = self.geometry(i, &scaling);
-        let g = &geom.ga + &geom.gb;
-        let emb = embed(g.view()).map_err(|e| gram_error(name, e))?;
+        let Some(prep) = self.prepared(i, settings)? else {
+            return Ok((Vec::new(), 0));
+        };
         let params = GramKMeans::params(1)
             .n_init(settings.n_init)
             .max_iter(settings.max_iter)
@@ -354,11 +413,12 @@ impl Engine {
             .sign_aware(settings.space == FeatureSpace::SignAware)
             .check()
             .map_err(|e| LegoError::Invalid(e.to_string()))?;
-        let curve =
-            k_curve(emb.y.view(), g.view(), kmax, &params).map_err(|e| LegoError::Alignment {
+        let curve = k_curve(prep.y.view(), prep.g.view(), kmax, &params).map_err(|e| {
+            LegoError::Alignment {
                 module: name.to_string(),
                 reason: format!("k curve: {e}"),
-            })?;
+            }
+        })?;
         let k = suggest_k(&curve);
         Ok((curve, k))
     }
@@ -423,19 +483,15 @@ impl Engine {
                 reason: e.to_string(),
             }
         })?;
-        let scaling = self.scaling(
-            i,
-            &MergeSettings {
-                space: FeatureSpace::Plain,
-                ..settings.clone()
-            },
-        );
+        let Some(prep) = self.prepared(i, &plain(settings))? else {
+            return Ok(None);
+        };
         let raw = RawUnits::load(&self.set, module);
-        let (pool_a, pool_b) = scaling.pool(&raw);
+        let (pool_a, pool_b) = prep.scaling.pool(&raw);
         let metrics = DeltaMetrics::from_factors(
             pool_a.view(),
             pool_b.view(),
-            &scaling.source,
+            &prep.scaling.source,
             module.sources.len(),
             merged.a.view(),
             merged.b.view(),

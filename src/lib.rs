@@ -5,6 +5,7 @@
 
 pub mod adapter;
 pub mod align;
+pub mod bench;
 pub mod compare;
 pub mod engine;
 pub mod error;

@@ -15,18 +15,6 @@ pub struct Combination {
     pub v: Array2<f64>,
 }
 
-impl Combination {
-    /// `Σ_{i ∈ units} b_i a_iᵀ`: the units themselves, each as one term.
-    pub fn units(n: usize, units: impl Iterator<Item = usize>) -> Self {
-        let idx: Vec<usize> = units.collect();
-        let mut m = Array2::zeros((idx.len(), n));
-        for (t, &i) in idx.iter().enumerate() {
-            m[[t, i]] = 1.0;
-        }
-        Combination { u: m.clone(), v: m }
-    }
-}
-
 /// The folded units' Gram matrices of one module, and what follows from them alone.
 #[derive(Debug, Clone)]
 pub struct UnitGeometry {
@@ -41,55 +29,46 @@ pub struct UnitGeometry {
 }
 
 impl UnitGeometry {
-    /// `⟨L₁, L₂⟩_F` for two combinations of these units.
-    pub fn inner(&self, x: &Combination, y: &Combination) -> f64 {
-        let va = x.v.dot(&self.ga).dot(&y.v.t());
-        let ub = x.u.dot(&self.gb).dot(&y.u.t());
-        (&va * &ub).sum()
-    }
-
-    /// `Σ_j w_j ΔW_j`: every unit.
-    pub fn sum(&self) -> Combination {
-        let n = self.source.len();
-        Combination::units(n, 0..n)
-    }
-
-    /// `w_j ΔW_j` for source `j` of the module.
-    pub fn source_delta(&self, j: usize) -> Combination {
-        let n = self.source.len();
-        Combination::units(n, (0..n).filter(|&i| self.source[i] == j))
+    /// `⟨w_i ΔW_i, w_j ΔW_j⟩` for every pair of the module's sources: block sums of `G_A ∘ G_B`,
+    /// since `⟨b_p a_pᵀ, b_q a_qᵀ⟩ = (a_p·a_q)(b_p·b_q)`. O(n²).
+    pub fn source_products(&self) -> Array2<f64> {
+        let mut out = Array2::zeros((self.n_sources, self.n_sources));
+        for (p, &sp) in self.source.iter().enumerate() {
+            for (q, &sq) in self.source.iter().enumerate() {
+                out[[sp, sq]] += self.ga[[p, q]] * self.gb[[p, q]];
+            }
+        }
+        out
     }
 
     /// The source × source cosine matrix of `w_j ΔW_j` (interference between adapters).
     pub fn source_cosines(&self) -> Array2<f64> {
-        let deltas: Vec<Combination> = (0..self.n_sources).map(|j| self.source_delta(j)).collect();
-        let norms: Vec<f64> = deltas
-            .iter()
-            .map(|d| self.inner(d, d).max(0.0).sqrt())
-            .collect();
-        Array2::from_shape_fn((self.n_sources, self.n_sources), |(i, j)| {
-            cosine(self.inner(&deltas[i], &deltas[j]), norms[i], norms[j])
-        })
+        cosines(&self.source_products())
     }
 
     /// Error, norm ratio and retention of a merged matrix given as a combination of units.
+    ///
+    /// With `P = V G_A` and `Q = U G_B` (T × n), the merged matrix's inner product with unit i
+    /// is `Σ_t P_ti Q_ti`, so every figure needs two T·n² products and sums.
     pub fn delta_metrics(&self, merged: &Combination) -> DeltaMetrics {
-        let sum = self.sum();
-        let ss = self.inner(&sum, &sum);
-        let mm = self.inner(merged, merged);
-        let ms = self.inner(merged, &sum);
-        let retention = (0..self.n_sources)
-            .map(|j| {
-                let d = self.source_delta(j);
-                cosine(
-                    self.inner(merged, &d),
-                    mm.max(0.0).sqrt(),
-                    self.inner(&d, &d).max(0.0).sqrt(),
-                )
-            })
-            .collect();
-        DeltaMetrics::from_products(mm, ss, ms, retention)
+        let p = merged.v.dot(&self.ga);
+        let q = merged.u.dot(&self.gb);
+        let per_unit = (&p * &q).sum_axis(Axis(0));
+        let mm = (p.dot(&merged.v.t()) * q.dot(&merged.u.t())).sum();
+        let mut with_source = vec![0.0; self.n_sources];
+        for (i, &s) in self.source.iter().enumerate() {
+            with_source[s] += per_unit[i];
+        }
+        DeltaMetrics::from_products(mm, &self.source_products(), &with_source)
     }
+}
+
+/// Cosines from a matrix of inner products.
+fn cosines(products: &Array2<f64>) -> Array2<f64> {
+    let norms: Vec<f64> = products.diag().iter().map(|v| v.max(0.0).sqrt()).collect();
+    Array2::from_shape_fn(products.dim(), |(i, j)| {
+        cosine(products[[i, j]], norms[i], norms[j])
+    })
 }
 
 fn cosine(dot: f64, na: f64, nb: f64) -> f64 {
@@ -112,20 +91,32 @@ pub struct DeltaMetrics {
 }
 
 impl DeltaMetrics {
-    /// From `‖M‖²`, `‖S‖²`, `⟨M, S⟩` and the retentions.
-    fn from_products(mm: f64, ss: f64, ms: f64, retention: Vec<f64>) -> Self {
+    /// From `‖M‖²`, the sources' inner products and `⟨M, w_j ΔW_j⟩` per source.
+    fn from_products(mm: f64, sources: &Array2<f64>, with_source: &[f64]) -> Self {
+        let ss = sources.sum();
+        let ms: f64 = with_source.iter().sum();
         let err2 = (mm + ss - 2.0 * ms).max(0.0);
         let s = ss.max(0.0).sqrt();
+        let m = mm.max(0.0).sqrt();
+        let retention = with_source
+            .iter()
+            .enumerate()
+            .map(|(j, d)| cosine(*d, m, sources[[j, j]].max(0.0).sqrt()))
+            .collect();
         DeltaMetrics {
             error_vs_sum: if s > 0.0 { err2.sqrt() / s } else { 0.0 },
-            norm_ratio: if s > 0.0 { mm.max(0.0).sqrt() / s } else { 0.0 },
+            norm_ratio: if s > 0.0 { m / s } else { 0.0 },
             retention,
         }
     }
 
-    /// The same figures from explicit factors: the units (`a` n × d_in, `b` n × d_out rows,
-    /// `source` per unit) and a merged `A'` (k × d_in), `B'` (d_out × k). For merges whose
-    /// result is not a combination of units (TIES, DARE, SVD…).
+    /// The same figures from explicit factors: the folded units (`a` n × d_in, `b` n × d_out
+    /// rows, `source` per unit) and a merged `A'` (k × d_in), `B'` (d_out × k). For merges
+    /// whose result is not a combination of units (TIES, DARE, SVD…).
+    ///
+    /// Everything is recomputed here in f64 from the same vectors: the error against the sum
+    /// is a difference of nearly equal numbers when the merge is nearly exact (cat), and mixing
+    /// in the engine's f32-accumulated Gram matrices would leave ~1e-3 of noise.
     pub fn from_factors(
         a: ArrayView2<f32>,
         b: ArrayView2<f32>,
@@ -134,40 +125,22 @@ impl DeltaMetrics {
         merged_a: ArrayView2<f32>,
         merged_b: ArrayView2<f32>,
     ) -> Self {
-        let a = a.mapv(f64::from);
-        let b = b.mapv(f64::from);
-        let ma = merged_a.mapv(f64::from);
-        let mb = merged_b.mapv(f64::from);
-        // Merged × units products: (k × n) each.
-        let pa = ma.dot(&a.t());
-        let pb = mb.t().dot(&b.t());
-        let cross = &pa * &pb;
+        let (a, b) = (a.mapv(f64::from), b.mapv(f64::from));
+        let (ma, mb) = (merged_a.mapv(f64::from), merged_b.mapv(f64::from));
+        // (a'_c·a_i)(b'_c·b_i) summed over c: the merged matrix's inner product with unit i.
+        let per_unit = (ma.dot(&a.t()) * mb.t().dot(&b.t())).sum_axis(Axis(0));
         let mm = (ma.dot(&ma.t()) * mb.t().dot(&mb)).sum();
-        let ga = a.dot(&a.t());
-        let gb = b.dot(&b.t());
         let geom = UnitGeometry {
-            ga,
-            gb,
+            ga: a.dot(&a.t()),
+            gb: b.dot(&b.t()),
             source: source.to_vec(),
             n_sources,
         };
-        let sum = geom.sum();
-        let ss = geom.inner(&sum, &sum);
-        let ms = cross.sum();
-        let per_unit = cross.sum_axis(Axis(0));
-        let retention = (0..n_sources)
-            .map(|j| {
-                let d = geom.source_delta(j);
-                let dot: f64 = per_unit
-                    .iter()
-                    .zip(source)
-                    .filter(|(_, s)| **s == j)
-                    .map(|(v, _)| v)
-                    .sum();
-                cosine(dot, mm.max(0.0).sqrt(), geom.inner(&d, &d).max(0.0).sqrt())
-            })
-            .collect();
-        DeltaMetrics::from_products(mm, ss, ms, retention)
+        let mut with_source = vec![0.0; n_sources];
+        for (i, &s) in source.iter().enumerate() {
+            with_source[s] += per_unit[i];
+        }
+        DeltaMetrics::from_products(mm, &geom.source_products(), &with_source)
     }
 }
 

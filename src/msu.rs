@@ -45,6 +45,9 @@ impl RawUnits {
                 .assign(&m.a_matrix());
             b.slice_mut(ndarray::s![row..row + r, ..])
                 .assign(&m.b_matrix().t());
+            // The factors now live in f32 here; the mapped bytes need not stay resident.
+            m.a.release_pages();
+            m.b.release_pages();
             source.extend(std::iter::repeat_n(si, r));
             row += r;
         }

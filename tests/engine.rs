@@ -264,3 +264,61 @@ fn per_module_k_overrides_apply_in_order() {
         assert_eq!(m.rank(), want, "{key}");
     }
 }
+
+#[test]
+fn baseline_metrics_equal_direct_dense_computations() {
+    let paths = vec![
+        fixture("peft-tiny/adapters/sort"),
+        fixture("peft-tiny/adapters/increment"),
+    ];
+    let e = engine(&paths);
+    let weights = vec![0.9, 1.1];
+    for method in ["svd", "ties", "linear", "dare_ties_svd"] {
+        let s = MergeSettings {
+            method: method.parse().unwrap(),
+            weights: weights.clone(),
+            svd_rank: Some(6),
+            ..MergeSettings::default()
+        };
+        for m in &e.merge_all(&s).unwrap().modules {
+            let merged = merged_delta(m);
+            let sum = weighted_sum(&e, m.module, &weights);
+            let err = rel_diff(&merged, &sum);
+            assert!(
+                (m.metrics.error_vs_sum - err).abs() < 1e-5 * (1.0 + err),
+                "{method}: {} vs {err}",
+                m.metrics.error_vs_sum
+            );
+            for (si, &src) in e.set.modules[m.module].sources.iter().enumerate() {
+                let d = dense_delta(e.set.source(src)) * weights[src.0];
+                let cos = (&merged * &d).sum() / (frob(&merged) * frob(&d));
+                assert!(
+                    (m.metrics.retention[si] - cos).abs() < 1e-5,
+                    "{method}: {} vs {cos}",
+                    m.metrics.retention[si]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn interference_matrix_equals_dense_cosines() {
+    let e = engine(&tiny_adapters());
+    let s = MergeSettings::default();
+    let view = e.module_view(0, &s).unwrap().unwrap();
+    let module = &e.set.modules[0];
+    for (i, &si) in module.sources.iter().enumerate() {
+        for (j, &sj) in module.sources.iter().enumerate() {
+            let (x, y) = (dense_delta(e.set.source(si)), dense_delta(e.set.source(sj)));
+            let cos = (&x * &y).sum() / (frob(&x) * frob(&y));
+            assert!(
+                (view.interference[[i, j]] - cos).abs() < 1e-6,
+                "{i},{j}: {} vs {cos}",
+                view.interference[[i, j]]
+            );
+        }
+    }
+    assert_eq!(view.projection.units.nrows(), view.labels.len());
+    assert_eq!(view.projection.points.nrows(), view.merged.rank());
+}

@@ -212,7 +212,10 @@ fn user_errors_exit_1_with_a_message_and_usage_errors_exit_2() {
         assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
         if code == 1 {
-            assert!(err.lines().last().unwrap_or("").starts_with("error: "), "{err}");
+            assert!(
+                err.lines().last().unwrap_or("").starts_with("error: "),
+                "{err}"
+            );
         }
         assert!(!out.exists(), "nothing is written on error");
     }

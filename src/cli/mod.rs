@@ -1,6 +1,7 @@
 //! The command line: argument definitions and dispatch. Subcommands build a plan and call the
 //! library; no merge logic lives here.
 
+pub mod bench;
 pub mod compare;
 pub mod inspect;
 pub mod merge;
@@ -39,6 +40,8 @@ pub enum Command {
     Merge(Box<merge::MergeArgs>),
     /// Every method side by side on the same adapters: rank, error vs sum, retention, size, time.
     Compare(Box<compare::CompareArgs>),
+    /// Synthesise eight rank-16 Llama-2-7B adapters and measure load, Gram, k-means, merge, memory.
+    Bench(bench::BenchArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
@@ -66,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Inspect(args)) => inspect::run(&args, &load),
         Some(Command::Merge(args)) => merge::run(&args, &load),
         Some(Command::Compare(args)) => compare::run(&args, &load),
+        Some(Command::Bench(args)) => bench::run_bench(&args),
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
             clap_complete::generate(

@@ -31,8 +31,12 @@ impl LoadOptions {
         b: &TensorRef,
         warnings: &mut Vec<String>,
     ) -> Result<()> {
+        let mut b_zero = false;
         for (name, t) in [(a_name, a), (b_name, b)] {
-            let count = t.count_nonfinite();
+            let stats = t.value_stats();
+            t.release_pages();
+            b_zero = stats.all_zero;
+            let count = stats.nonfinite;
             if count > 0 {
                 if !self.allow_nonfinite {
                     return Err(LegoError::NonFinite {
@@ -46,7 +50,7 @@ impl LoadOptions {
                 ));
             }
         }
-        if b.is_all_zero() {
+        if b_zero {
             warnings.push(format!(
                 "tensor `{b_name}` is all zeros: this module is untrained and contributes nothing"
             ));

@@ -84,6 +84,15 @@ impl Store {
     }
 }
 
+/// What a scan of a tensor's values found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueStats {
+    /// NaN or infinite values.
+    pub nonfinite: usize,
+    /// Every value is exactly zero.
+    pub all_zero: bool,
+}
+
 /// One tensor: dtype, shape and a byte range in a shared store (zero-copy for mapped files).
 #[derive(Debug, Clone)]
 pub struct TensorRef {
@@ -145,19 +154,34 @@ impl TensorRef {
     /// All values widened to f32, row-major.
     pub fn to_f32_vec(&self) -> Vec<f32> {
         let b = self.bytes();
+        let mut out = vec![0f32; b.len() / self.dtype.size()];
         match self.dtype {
-            DType::F32 => b
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            DType::F16 => b
-                .chunks_exact(2)
-                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            DType::BF16 => b
-                .chunks_exact(2)
-                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+            DType::F32 => {
+                for (o, c) in out.iter_mut().zip(b.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+            }
+            DType::F16 => widen_f16(b, &mut out),
+            DType::BF16 => widen_bf16(b, &mut out),
+        }
+        out
+    }
+
+    /// Lets the kernel drop this tensor's pages from our resident set (they are re-read from the
+    /// page cache if touched again): after a module's factors are converted, its mapped bytes
+    /// need not count against memory. A no-op for owned tensors.
+    pub fn release_pages(&self) {
+        if let Store::Mapped(map) = self.store.as_ref() {
+            // SAFETY: the mapping is private and read-only, so dropped pages come back with the
+            // same file contents on the next access; nothing borrowed observes a change.
+            unsafe {
+                // Best effort: where the advice is refused, pages simply stay resident.
+                let _ = map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    self.range.start,
+                    self.range.len(),
+                );
+            }
         }
     }
 
@@ -167,16 +191,41 @@ impl TensorRef {
         Array2::from_shape_vec((rows, cols), v).unwrap_or_else(|_| Array2::zeros((rows, cols)))
     }
 
-    /// How many values are NaN or infinite.
-    pub fn count_nonfinite(&self) -> usize {
-        self.to_f32_vec().iter().filter(|v| !v.is_finite()).count()
-    }
-
-    /// True when every value is exactly zero.
-    pub fn is_all_zero(&self) -> bool {
-        self.to_f32_vec().iter().all(|v| *v == 0.0)
+    /// How many values are NaN or infinite, and whether all are exactly zero (one pass).
+    pub fn value_stats(&self) -> ValueStats {
+        let v = self.to_f32_vec();
+        ValueStats {
+            nonfinite: v.iter().filter(|x| !x.is_finite()).count(),
+            all_zero: v.iter().all(|x| *x == 0.0),
+        }
     }
 }
+
+/// Widens little-endian 16-bit floats, with `half`'s vectorised conversion when the bytes are
+/// aligned (they are in files we map: safetensors pads its header to 8 bytes).
+macro_rules! widen_halves {
+    ($name:ident, $h:ty) => {
+        fn $name(bytes: &[u8], out: &mut [f32]) {
+            #[cfg(target_endian = "little")]
+            {
+                use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+                // SAFETY: every bit pattern is a valid u16, and align_to only hands out the
+                // aligned middle part.
+                let (pre, mid, post) = unsafe { bytes.align_to::<u16>() };
+                if pre.is_empty() && post.is_empty() {
+                    let halves: &[$h] = mid.reinterpret_cast();
+                    halves.convert_to_f32_slice(out);
+                    return;
+                }
+            }
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = <$h>::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+        }
+    };
+}
+widen_halves!(widen_f16, f16);
+widen_halves!(widen_bf16, bf16);
 
 /// The parsed contents of one safetensors file.
 #[derive(Debug, Clone)]
@@ -297,14 +346,15 @@ fn describe_safetensors_error(e: &safetensors::SafeTensorError) -> String {
     }
 }
 
-/// The safetensors image of `tensors` with header `metadata`, laid out exactly as the reference
+/// The header of a safetensors file (8-byte length + padded JSON) and the tensors in file
+/// order, laid out exactly as the reference
 /// implementation does (tensors by descending dtype alignment, then name; header padded with
 /// spaces to 8 bytes) but with the metadata keys sorted: the reference serialises its metadata
 /// from a hash map, whose order changes from run to run, and exports must be reproducible.
-pub fn safetensors_image(
-    tensors: &BTreeMap<String, TensorRef>,
+fn safetensors_header<'a>(
+    tensors: &'a BTreeMap<String, TensorRef>,
     metadata: &BTreeMap<String, String>,
-) -> Vec<u8> {
+) -> (Vec<u8>, Vec<&'a TensorRef>) {
     let alignment = |d: DType| match d {
         DType::F32 => 2,
         DType::BF16 => 1,
@@ -339,25 +389,28 @@ pub fn safetensors_image(
     }
     let mut head = serde_json::Value::Object(header).to_string().into_bytes();
     head.resize(head.len().next_multiple_of(8), b' ');
-    let mut out = Vec::with_capacity(8 + head.len() + offset);
+    let mut out = Vec::with_capacity(8 + head.len());
     out.extend((head.len() as u64).to_le_bytes());
     out.extend(head);
-    for (_, t) in order {
-        out.extend_from_slice(t.bytes());
-    }
-    out
+    (out, order.into_iter().map(|(_, t)| t).collect())
 }
 
-/// Writes `tensors` with header `metadata` to `path` and fsyncs it.
+/// Writes `tensors` with header `metadata` to `path` and fsyncs it, streaming the tensors
+/// rather than building the whole image in memory.
 pub fn write_safetensors(
     path: &Path,
     tensors: &BTreeMap<String, TensorRef>,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
     use std::io::Write;
-    let data = safetensors_image(tensors, metadata);
-    let mut f = std::fs::File::create(path).map_err(|e| LegoError::io(path, e))?;
-    f.write_all(&data).map_err(|e| LegoError::io(path, e))?;
-    f.sync_all().map_err(|e| LegoError::io(path, e))?;
-    Ok(())
+    let io = |e| LegoError::io(path, e);
+    let (head, order) = safetensors_header(tensors, metadata);
+    let f = std::fs::File::create(path).map_err(io)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    w.write_all(&head).map_err(io)?;
+    for t in order {
+        w.write_all(t.bytes()).map_err(io)?;
+    }
+    let f = w.into_inner().map_err(|e| io(e.into_error()))?;
+    f.sync_all().map_err(io)
 }

@@ -1,0 +1,4 @@
+//! `lora-lego bench`: synthetic adapters at real model shapes, and the figures measured on them.
+
+pub mod run;
+pub mod synth;
