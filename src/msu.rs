@@ -17,41 +17,73 @@ pub struct RawUnits {
     pub source: Vec<usize>,
 }
 
-/// A hash of a unit's stored values (FNV-1a over the f32 bits of a then b): a key that does not
-/// depend on where the unit sits, used to put units in a canonical order.
-pub fn unit_hash(a: &[f32], b: &[f32]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for v in a.iter().chain(b) {
-        for byte in v.to_bits().to_le_bytes() {
-            h ^= u64::from(byte);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+/// Writes the `rows × cols` row-major `src` transposed into `dst` (`cols × rows`), in tiles so
+/// both sides stay in cache (a plain strided scatter dominated loading B).
+fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const TILE: usize = 256;
+    for r0 in (0..rows).step_by(TILE) {
+        let r1 = (r0 + TILE).min(rows);
+        for c in 0..cols {
+            let out = &mut dst[c * rows + r0..c * rows + r1];
+            for (o, r) in out.iter_mut().zip(r0..r1) {
+                *o = src[r * cols + c];
+            }
         }
+    }
+}
+
+/// A hash of a unit's stored values (the f32 bits of a then b, two at a time, multiplicative
+/// mixing): a key that does not depend on where the unit sits, used to put units in a
+/// canonical order.
+pub fn unit_hash(a: &[f32], b: &[f32]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [a, b] {
+        let pairs = part.chunks_exact(2);
+        let rest = pairs.remainder();
+        for p in pairs {
+            let w = u64::from(p[0].to_bits()) | (u64::from(p[1].to_bits()) << 32);
+            h = (h.rotate_left(23) ^ w).wrapping_mul(K);
+        }
+        for v in rest {
+            h = (h.rotate_left(23) ^ u64::from(v.to_bits())).wrapping_mul(K);
+        }
+        // Separate a from b so moving a value across the boundary changes the hash.
+        h = (h ^ part.len() as u64).wrapping_mul(K);
     }
     h
 }
 
 impl RawUnits {
-    /// Reads the units of `module` from the adapters (the only place factors are materialised).
+    /// Reads the units of `module` from the adapters (the only place factors are materialised),
+    /// widening straight into the pool's rows.
     pub fn load(set: &ModuleSet, module: &AlignedModule) -> Self {
         let n: usize = module.sources.iter().map(|s| set.source(*s).rank).sum();
-        let mut a = Array2::zeros((n, module.d_in));
-        let mut b = Array2::zeros((n, module.d_out));
+        let (d_in, d_out) = (module.d_in, module.d_out);
+        let mut a = vec![0f32; n * d_in];
+        let mut b = vec![0f32; n * d_out];
+        let mut staged = Vec::new();
         let mut source = Vec::with_capacity(n);
         let mut row = 0;
         for (si, s) in module.sources.iter().enumerate() {
             let m = set.source(*s);
             let r = m.rank;
-            a.slice_mut(ndarray::s![row..row + r, ..])
-                .assign(&m.a_matrix());
-            b.slice_mut(ndarray::s![row..row + r, ..])
-                .assign(&m.b_matrix().t());
+            m.a.write_f32(&mut a[row * d_in..(row + r) * d_in]);
+            // B is stored d_out × r; its columns are our rows.
+            staged.resize(d_out * r, 0f32);
+            m.b.write_f32(&mut staged);
+            transpose_into(&staged, d_out, r, &mut b[row * d_out..(row + r) * d_out]);
             // The factors now live in f32 here; the mapped bytes need not stay resident.
             m.a.release_pages();
             m.b.release_pages();
             source.extend(std::iter::repeat_n(si, r));
             row += r;
         }
-        RawUnits { a, b, source }
+        RawUnits {
+            a: Array2::from_shape_vec((n, d_in), a).unwrap_or_else(|_| Array2::zeros((n, d_in))),
+            b: Array2::from_shape_vec((n, d_out), b).unwrap_or_else(|_| Array2::zeros((n, d_out))),
+            source,
+        }
     }
 
     /// [`unit_hash`] of every unit.
@@ -60,7 +92,10 @@ impl RawUnits {
             .rows()
             .into_iter()
             .zip(self.b.rows())
-            .map(|(a, b)| unit_hash(&a.to_vec(), &b.to_vec()))
+            .map(|(a, b)| match (a.as_slice(), b.as_slice()) {
+                (Some(a), Some(b)) => unit_hash(a, b),
+                _ => unit_hash(&a.to_vec(), &b.to_vec()),
+            })
             .collect()
     }
 }

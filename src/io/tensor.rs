@@ -153,18 +153,23 @@ impl TensorRef {
 
     /// All values widened to f32, row-major.
     pub fn to_f32_vec(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.numel()];
+        self.write_f32(&mut out);
+        out
+    }
+
+    /// Widens the values (row-major) into `out`, which holds exactly `numel()` values.
+    pub fn write_f32(&self, out: &mut [f32]) {
         let b = self.bytes();
-        let mut out = vec![0f32; b.len() / self.dtype.size()];
         match self.dtype {
             DType::F32 => {
                 for (o, c) in out.iter_mut().zip(b.chunks_exact(4)) {
                     *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
                 }
             }
-            DType::F16 => widen_f16(b, &mut out),
-            DType::BF16 => widen_bf16(b, &mut out),
+            DType::F16 => widen_f16(b, out),
+            DType::BF16 => widen_bf16(b, out),
         }
-        out
     }
 
     /// Lets the kernel drop this tensor's pages from our resident set (they are re-read from the
