@@ -371,8 +371,8 @@ fn parent_dir(target: &Path) -> PathBuf {
     }
 }
 
-/// Builds a directory at a temporary sibling of `target`, then renames it into place, so the
-/// target is either absent, the old version, or complete.
+/// Builds a directory at a temporary sibling of `target`, then swaps it into place, so the
+/// target is at every instant absent, the old version, or complete.
 pub fn atomic_dir(
     target: &Path,
     force: bool,
@@ -387,6 +387,7 @@ pub fn atomic_dir(
             parent.display()
         )));
     }
+    sweep_stale(target);
     let tmp = sibling(target, "lora-lego-tmp")?;
     std::fs::create_dir(&tmp).map_err(|e| LegoError::io(&tmp, e))?;
     let result = fill(&tmp)
@@ -405,6 +406,7 @@ pub fn atomic_file(
     fill: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
     check_target(target, force)?;
+    sweep_stale(target);
     let tmp = sibling(target, "lora-lego-tmp")?;
     let result = fill(&tmp).and_then(|()| replace(&tmp, target));
     if result.is_err() {
@@ -413,32 +415,95 @@ pub fn atomic_file(
     result
 }
 
-/// Moves `tmp` onto `target`; an existing target is moved aside first and removed only after
-/// the new one is in place.
+/// Moves `tmp` onto `target` so that at every instant `target` is either the old version or
+/// the new one: a file replaces a file with one rename; a directory is swapped in with
+/// `renameat2(RENAME_EXCHANGE)` and the old one (now at `tmp`) removed afterwards.
 fn replace(tmp: &Path, target: &Path) -> Result<()> {
-    let old = if std::fs::symlink_metadata(target).is_ok() {
-        let old = sibling(target, "lora-lego-old")?;
-        std::fs::rename(target, &old).map_err(|e| LegoError::io(target, e))?;
-        Some(old)
-    } else {
-        None
+    let existing = std::fs::symlink_metadata(target).ok();
+    let plain_rename = match &existing {
+        None => true,
+        Some(meta) => !meta.is_dir() && !tmp.is_dir(),
     };
-    if let Err(e) = std::fs::rename(tmp, target) {
-        if let Some(old) = &old {
-            let _ = std::fs::rename(old, target);
-        }
-        return Err(LegoError::io(target, e));
-    }
-    sync_dir(&parent_dir(target))?;
-    if let Some(old) = old {
-        let removed = if old.is_dir() {
-            std::fs::remove_dir_all(&old)
+    if plain_rename {
+        std::fs::rename(tmp, target).map_err(|e| LegoError::io(target, e))?;
+    } else {
+        exchange(tmp, target).map_err(|e| LegoError::io(target, e))?;
+        let removed = if tmp.is_dir() {
+            std::fs::remove_dir_all(tmp)
         } else {
-            std::fs::remove_file(&old)
+            std::fs::remove_file(tmp)
         };
-        removed.map_err(|e| LegoError::io(&old, e))?;
+        removed.map_err(|e| LegoError::io(tmp, e))?;
     }
-    Ok(())
+    sync_dir(&parent_dir(target))
+}
+
+/// Atomically swaps two paths.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let ca = CString::new(a.as_os_str().as_bytes())?;
+    let cb = CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated paths; renameat2 only reads them.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Swaps two paths where the OS has no atomic exchange: the old one is moved aside first, so
+/// a crash in between leaves the target absent (never partial), with the old version beside it.
+#[cfg(not(target_os = "linux"))]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    let aside = b.with_extension("lora-lego-aside");
+    std::fs::rename(b, &aside)?;
+    if let Err(e) = std::fs::rename(a, b) {
+        let _ = std::fs::rename(&aside, b);
+        return Err(e);
+    }
+    std::fs::rename(&aside, a)
+}
+
+/// Removes temporary siblings of `target` left by lora-lego processes that no longer run
+/// (killed mid-export): they hold either a half-written output or a replaced old one.
+fn sweep_stale(target: &Path) {
+    let (Some(name), Ok(entries)) = (
+        target.file_name().map(|n| n.to_string_lossy().to_string()),
+        std::fs::read_dir(parent_dir(target)),
+    ) else {
+        return;
+    };
+    let prefix = format!(".{name}.lora-lego-tmp-");
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && Path::new("/proc/self").exists() {
+            let p = e.path();
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -1,0 +1,117 @@
+//! Killing an export at any moment leaves the target absent, the old version, or complete —
+//! never partial — and the next run sweeps the dead process's temporary files.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use lora_lego::bench::synth::{synthesize, SynthSpec};
+use lora_lego::io::tensor::DType;
+
+fn spec() -> SynthSpec {
+    SynthSpec {
+        adapters: 4,
+        rank: 16,
+        layers: 4,
+        hidden: 512,
+        intermediate: 1024,
+        dtype: DType::F32,
+    }
+}
+
+/// The target is absent or a complete adapter with every module at rank `k`.
+fn absent_or_complete(target: &Path, k: usize) -> bool {
+    if !target.exists() {
+        return true;
+    }
+    match lora_lego::io::load_adapter(target, &Default::default()) {
+        Ok(a) => {
+            a.modules.len() == 28
+                && a.modules.iter().all(|m| m.rank == k)
+                && target.join("lora_lego_recipe.toml").is_file()
+        }
+        Err(_) => false,
+    }
+}
+
+fn merge(paths: &[std::path::PathBuf], out: &Path, k: usize, force: bool) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lora-lego"));
+    c.arg("merge")
+        .args(paths)
+        .args(["-k", &k.to_string(), "--quiet", "-o"])
+        .arg(out);
+    if force {
+        c.arg("--force");
+    }
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    c
+}
+
+#[test]
+fn killed_exports_leave_no_partial_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = synthesize(&spec(), &tmp.path().join("in"), 3).unwrap();
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    // How long an uninterrupted export takes, to spread the kills over it.
+    let t = Instant::now();
+    assert!(merge(&paths, &out_dir.join("probe"), 48, false)
+        .status()
+        .unwrap()
+        .success());
+    let full = t.elapsed();
+    let mut killed_midway = 0;
+    for step in 0..12u32 {
+        let delay = full * step / 10;
+        for (signal, force) in [(libc::SIGKILL, false), (libc::SIGINT, true)] {
+            let target = out_dir.join(format!("t{step}_{signal}"));
+            if force {
+                // An old, complete output at k = 32 that --force replaces with k = 48.
+                assert!(merge(&paths, &target, 32, false)
+                    .status()
+                    .unwrap()
+                    .success());
+            }
+            let mut child = merge(&paths, &target, 48, force).spawn().unwrap();
+            std::thread::sleep(delay);
+            // SAFETY: sending a signal to our own child.
+            unsafe { libc::kill(child.id() as i32, signal) };
+            let status = child.wait().unwrap();
+            killed_midway += usize::from(!status.success());
+            if force {
+                let ok = lora_lego::io::load_adapter(&target, &Default::default())
+                    .map(|a| {
+                        a.modules.iter().all(|m| m.rank == 32)
+                            || a.modules.iter().all(|m| m.rank == 48)
+                    })
+                    .unwrap_or(false);
+                assert!(
+                    ok,
+                    "step {step}: --force output is neither the old nor the new adapter"
+                );
+            } else {
+                assert!(
+                    absent_or_complete(&target, 48),
+                    "step {step}: partial output after SIGKILL"
+                );
+            }
+        }
+    }
+    assert!(
+        killed_midway > 0,
+        "no run was interrupted: the test proved nothing"
+    );
+    // A fresh export sweeps the temporary siblings the killed processes left behind.
+    for step in 0..12u32 {
+        for signal in [libc::SIGKILL, libc::SIGINT] {
+            let target = out_dir.join(format!("t{step}_{signal}"));
+            assert!(merge(&paths, &target, 48, true).status().unwrap().success());
+        }
+    }
+    let litter: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("lora-lego-tmp"))
+        .collect();
+    assert!(litter.is_empty(), "{litter:?}");
+}
