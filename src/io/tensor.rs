@@ -84,6 +84,9 @@ impl Store {
     }
 }
 
+/// Bytes released beyond a tensor's own range (Linux maps up to 64 KiB around a fault).
+const FAULT_AROUND_MARGIN: usize = 128 * 1024;
+
 /// What a scan of a tensor's values found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ValueStats {
@@ -175,16 +178,21 @@ impl TensorRef {
     /// Lets the kernel drop this tensor's pages from our resident set (they are re-read from the
     /// page cache if touched again): after a module's factors are converted, its mapped bytes
     /// need not count against memory. A no-op for owned tensors.
+    ///
+    /// The range is widened by [`FAULT_AROUND_MARGIN`] on both sides: a page fault maps the
+    /// cached pages around it too, so neighbouring tensors' pages would otherwise stay resident.
     pub fn release_pages(&self) {
         if let Store::Mapped(map) = self.store.as_ref() {
+            let start = self.range.start.saturating_sub(FAULT_AROUND_MARGIN);
+            let end = (self.range.end + FAULT_AROUND_MARGIN).min(map.len());
             // SAFETY: the mapping is private and read-only, so dropped pages come back with the
             // same file contents on the next access; nothing borrowed observes a change.
             unsafe {
                 // Best effort: where the advice is refused, pages simply stay resident.
                 let _ = map.unchecked_advise_range(
                     memmap2::UncheckedAdvice::DontNeed,
-                    self.range.start,
-                    self.range.len(),
+                    start,
+                    end - start,
                 );
             }
         }
