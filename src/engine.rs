@@ -170,12 +170,26 @@ impl Engine {
 
     /// Merges every module in parallel; the output order is the module order.
     pub fn merge_all(&self, settings: &MergeSettings) -> Result<MergeOutput> {
+        self.merge_all_with_progress(settings, &|_| {})
+    }
+
+    /// [`Engine::merge_all`], calling `progress(i)` as each module `i` finishes (from any
+    /// thread, in no particular order) so a front end can show a gauge.
+    pub fn merge_all_with_progress(
+        &self,
+        settings: &MergeSettings,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<MergeOutput> {
         settings
             .validate(self.set.adapters.len())
             .map_err(LegoError::Invalid)?;
         let merged: Vec<Option<MergedModule>> = (0..self.set.modules.len())
             .into_par_iter()
-            .map(|i| self.merge_module(i, settings))
+            .map(|i| {
+                let m = self.merge_module(i, settings);
+                progress(i);
+                m
+            })
             .collect::<Result<_>>()?;
         let mut notices = Vec::new();
         let mut modules = Vec::new();
