@@ -20,3 +20,4 @@ pub mod msu;
 pub mod pca2d;
 pub mod recipe;
 pub mod scatter;
+pub mod tui;
