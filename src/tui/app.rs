@@ -646,6 +646,7 @@ impl App {
         self.scroll_into_view();
         vec![Effect::Job(Job::Detail {
             generation: self.generation,
+            settings: Arc::new(self.settings.clone()),
             module,
         })]
     }

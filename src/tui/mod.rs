@@ -9,6 +9,7 @@ pub mod command_line;
 pub mod export_dialog;
 pub mod history;
 pub mod panels;
+pub mod session;
 pub mod theme;
 pub mod ui;
 pub mod worker;
@@ -215,7 +216,8 @@ fn apply(effects: Vec<Effect>, app: &mut App, worker: &Worker) {
     }
 }
 
-/// Sends `job` and runs it synchronously: for tests that drive the app without threads.
+/// Runs `job` synchronously, passing every reply to `emit`: for tests and scripted sessions
+/// that drive the app without threads.
 pub fn run_job_sync(engine: &Engine, job: Job, emit: &mut dyn FnMut(worker::Reply)) {
     match job {
         Job::Recompute {
@@ -223,7 +225,12 @@ pub fn run_job_sync(engine: &Engine, job: Job, emit: &mut dyn FnMut(worker::Repl
             settings,
             first,
         } => worker::recompute_sync(engine, generation, &settings, first, emit),
-        Job::Detail { .. } | Job::Shutdown => {}
+        Job::Detail {
+            generation,
+            settings,
+            module,
+        } => worker::detail(engine, generation, &settings, module, emit),
+        Job::Shutdown => {}
         Job::Compare {
             generation,
             settings,

@@ -123,6 +123,8 @@ pub enum Job {
     Detail {
         /// The generation the request was made for.
         generation: u64,
+        /// The settings of that generation.
+        settings: Arc<MergeSettings>,
         /// The module.
         module: usize,
     },
@@ -422,7 +424,9 @@ fn run(engine: &Arc<Engine>, jobs: &Receiver<Job>, tx: &Sender<Reply>) {
                         .collect();
                     current = Some((generation, settings));
                 }
-                Job::Detail { generation, module } => {
+                Job::Detail {
+                    generation, module, ..
+                } => {
                     if current.as_ref().is_some_and(|(g, _)| *g == generation) {
                         details.retain(|&m| m != module);
                         details.push_front(module);

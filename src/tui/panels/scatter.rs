@@ -65,14 +65,10 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         }
         Some(Ok(Some(v))) => v,
     };
-    let legend = legend(app, v, t);
-    let legend_h = if legend.width() as u16 > inner.width {
-        2
-    } else {
-        1
-    };
+    let legend = pack(legend(app, v, t), inner.width as usize);
     let [plot, legend_area] =
-        Layout::vertical([Constraint::Min(1), Constraint::Length(legend_h)]).areas(inner);
+        Layout::vertical([Constraint::Min(1), Constraint::Length(legend.len() as u16)])
+            .areas(inner);
     f.render_widget(canvas(app, v, t), plot);
     f.render_widget(
         Paragraph::new(legend).wrap(Wrap { trim: true }),
@@ -172,8 +168,28 @@ fn canvas<'a>(app: &'a App, v: &'a ModuleView, t: &'a Theme) -> impl ratatui::wi
         })
 }
 
-/// The legend: one entry per cluster (with its size) or per adapter, then the centroid mark.
-pub fn legend(app: &App, v: &ModuleView, t: &Theme) -> Line<'static> {
+/// Lays legend entries out in lines of at most `width` cells, never splitting an entry.
+pub fn pack(entries: Vec<Vec<Span<'static>>>, width: usize) -> Vec<Line<'static>> {
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    let mut current: Vec<Span<'static>> = Vec::new();
+    let mut used = 0;
+    for e in entries {
+        let w: usize = e.iter().map(|s| s.width()).sum();
+        if used > 0 && used + w > width {
+            lines.push(Line::from(std::mem::take(&mut current)));
+            used = 0;
+        }
+        used += w;
+        current.extend(e);
+    }
+    if !current.is_empty() {
+        lines.push(Line::from(current));
+    }
+    lines
+}
+
+/// The legend entries: one per cluster (with its size) or per adapter, then the centroid mark.
+pub fn legend(app: &App, v: &ModuleView, t: &Theme) -> Vec<Vec<Span<'static>>> {
     let mut spans = Vec::new();
     if by_cluster(app, v) {
         let k = v
@@ -188,11 +204,10 @@ pub fn legend(app: &App, v: &ModuleView, t: &Theme) -> Line<'static> {
             } else {
                 t.cluster_symbol(c).to_string()
             };
-            spans.push(Span::styled(
-                format!("{mark} c{c}"),
-                Style::default().fg(t.cluster(c)),
-            ));
-            spans.push(Span::styled(format!("({size}) "), t.muted()));
+            spans.push(vec![
+                Span::styled(format!("{mark} c{c}"), Style::default().fg(t.cluster(c))),
+                Span::styled(format!("({size}) "), t.muted()),
+            ]);
         }
     } else {
         let mut adapters: Vec<usize> = v.unit_adapter.clone();
@@ -205,20 +220,23 @@ pub fn legend(app: &App, v: &ModuleView, t: &Theme) -> Line<'static> {
             } else {
                 ((b'A' + (a % 26) as u8) as char).to_string()
             };
-            spans.push(Span::styled(
+            spans.push(vec![Span::styled(
                 format!("{mark} {name} "),
                 Style::default().fg(t.adapter(a)),
-            ));
+            )]);
         }
         if app.colour_by == ColourBy::Cluster {
-            spans.push(Span::styled("(no clusters for this method) ", t.muted()));
+            spans.push(vec![Span::styled(
+                "(no clusters for this method) ",
+                t.muted(),
+            )]);
         }
     }
     if v.projection.points.nrows() > 0 {
-        spans.push(Span::styled(
+        spans.push(vec![Span::styled(
             format!("{CENTROID} centroid"),
             Style::default().add_modifier(Modifier::BOLD),
-        ));
+        )]);
     }
-    Line::from(spans)
+    spans
 }
