@@ -163,7 +163,7 @@ pub fn lines(app: &App, v: &ModuleView, t: &Theme, stale: bool) -> Vec<Line<'sta
                 Style::default().fg(t.heat(c))
             };
             row.push(Span::styled(
-                format!("{:>7}", super::num(c, 2)),
+                format!("{:>10}", super::num(c, 2)),
                 super::maybe_stale(stale, style, t),
             ));
         }
