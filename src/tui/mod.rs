@@ -16,6 +16,7 @@ pub mod worker;
 
 use std::io::{stdout, Stdout};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -46,8 +47,16 @@ static UI_THREAD: OnceLock<ThreadId> = OnceLock::new();
 /// The report of a panic on another thread, printed after the terminal is restored.
 static OTHER_PANIC: Mutex<Option<String>> = Mutex::new(None);
 
-/// Leaves raw mode, the alternate screen and mouse capture; safe to call more than once.
+/// True while the explorer owns the terminal.
+static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Leaves raw mode, the alternate screen and mouse capture. Only the first call after taking
+/// the terminal acts: leaving the alternate screen twice would move the cursor back over
+/// whatever was printed in between (a panic message).
 pub fn restore_terminal() {
+    if !TERMINAL_TAKEN.swap(false, Ordering::SeqCst) {
+        return;
+    }
     let _ = disable_raw_mode();
     let _ = execute!(
         stdout(),
@@ -128,6 +137,7 @@ pub fn run(paths: Vec<PathBuf>, load: &LoadOptions) -> anyhow::Result<()> {
     install_panic_hook();
     let result = (|| -> anyhow::Result<()> {
         enable_raw_mode().context("switching the terminal to raw mode")?;
+        TERMINAL_TAKEN.store(true, Ordering::SeqCst);
         let _guard = TerminalGuard;
         execute!(stdout(), EnterAlternateScreen, EnableMouseCapture)?;
         let mut terminal = Terminal::new(CrosstermBackend::new(stdout()))?;
@@ -173,10 +183,14 @@ fn event_loop(
                 Ok(reply) => {
                     let effects = app.handle(Event::Reply(Box::new(reply)));
                     apply(effects, app, worker);
+                    if app.quit {
+                        break;
+                    }
                 }
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    app.fatal = Some("the worker thread stopped".into());
+                    app.fatal
+                        .get_or_insert_with(|| "the worker thread stopped".into());
                     app.quit = true;
                     break;
                 }
