@@ -398,6 +398,7 @@ impl Drop for Worker {
 /// The thread's loop: take every queued request, then do one unit of work.
 fn run(engine: &Arc<Engine>, jobs: &Receiver<Job>, tx: &Sender<Reply>) {
     let mut current: Option<(u64, Arc<MergeSettings>)> = None;
+    // At most one module: the selected one, whose full view is due.
     let mut details: VecDeque<usize> = VecDeque::new();
     let mut pending: VecDeque<usize> = VecDeque::new();
     loop {
@@ -428,8 +429,14 @@ fn run(engine: &Arc<Engine>, jobs: &Receiver<Job>, tx: &Sender<Reply>) {
                     generation, module, ..
                 } => {
                     if current.as_ref().is_some_and(|(g, _)| *g == generation) {
-                        details.retain(|&m| m != module);
-                        details.push_front(module);
+                        // Only the newest selection gets a full view; a module the user
+                        // scrolled past goes back to the summaries, first in line.
+                        for m in details.drain(..) {
+                            if m != module {
+                                pending.push_front(m);
+                            }
+                        }
+                        details.push_back(module);
                         pending.retain(|&m| m != module);
                     }
                 }

@@ -46,11 +46,14 @@ pub fn keys(app: &App) -> Vec<(&'static str, &'static str)> {
 pub fn render(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let (fresh, total) = app.progress();
-    let right = if fresh < total || app.view_is_stale() {
+    let mut right = if fresh < total || app.view_is_stale() {
         format!("computing {fresh}/{total} ")
     } else {
         format!("{} · up to date ", app.settings.method)
     };
+    if app.unexported() {
+        right.push_str("· not exported ");
+    }
     let [left_area, right_area] = Layout::horizontal([
         Constraint::Min(1),
         Constraint::Length(right.chars().count() as u16),
