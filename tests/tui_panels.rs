@@ -506,3 +506,24 @@ fn mouse_click_and_wheel_select_in_lists() {
     assert_eq!(s.app.focus, Focus::Adapters);
     assert_eq!(s.app.adapter_cursor, 1);
 }
+
+#[test]
+fn the_smallest_supported_size_still_shows_every_panel() {
+    let mut s = session();
+    s.event(Event::Resize(100, 28));
+    let (_, text) = screen(&s);
+    if std::env::var_os("TUI_PEEK").is_some() {
+        println!("{text}");
+    }
+    for title in [
+        "Adapters (2)",
+        "Modules 14/14",
+        "Units of",
+        "Controls",
+        "Metrics",
+        "Inertia & silhouette vs k",
+    ] {
+        assert!(text.contains(title), "{title} at 100×28:\n{text}");
+    }
+    assert!(text.lines().last().unwrap_or("").contains("? help"));
+}

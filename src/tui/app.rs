@@ -424,6 +424,10 @@ impl App {
         if let Some(overlay) = self.overlay.take() {
             return self.overlay_key(overlay, k);
         }
+        // A note is read by the time the next key comes; errors stay until fixed.
+        if matches!(self.status, Some(Status::Info(_))) {
+            self.status = None;
+        }
         if self.filter_editing {
             match k.code {
                 KeyCode::Enter => self.filter_editing = false,

@@ -23,7 +23,14 @@ pub fn typical_alpha(a: &Adapter) -> f64 {
 pub fn render(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let focused = app.focus == Focus::Adapters;
-    let header = Row::new(["", "adapter", "rank", "alpha", "dtype", "weight"]).style(t.heading());
+    // Narrow panes drop alpha and dtype so the names keep some room.
+    let wide = area.width >= 40;
+    let header = if wide {
+        Row::new(["", "adapter", "rank", "alpha", "dtype", "weight"])
+    } else {
+        Row::new(["", "adapter", "rank", "weight"])
+    }
+    .style(t.heading());
     let rows = app.engine.set.adapters.iter().enumerate().map(|(i, a)| {
         let w = app.settings.weight(i);
         let mut style = Style::default();
@@ -35,36 +42,43 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         } else {
             Style::default()
         };
-        Row::new(vec![
+        let mut cells = vec![
             Line::from(Span::styled("●", Style::default().fg(t.adapter(i)))),
             Line::from(Span::styled(
                 a.name.clone(),
                 Style::default().fg(t.adapter(i)),
             )),
             Line::raw(a.typical_rank().to_string()),
-            Line::raw(super::num(typical_alpha(a), 0)),
-            Line::raw(
+        ];
+        if wide {
+            cells.push(Line::raw(super::num(typical_alpha(a), 0)));
+            cells.push(Line::raw(
                 a.dtype()
                     .map(|d| d.to_string())
                     .unwrap_or_else(|| "mixed".into()),
-            ),
-            Line::from(Span::styled(format!("{w:.1}"), weight_style)),
-        ])
-        .style(style)
+            ));
+        }
+        cells.push(Line::from(Span::styled(format!("{w:.1}"), weight_style)));
+        Row::new(cells).style(style)
     });
-    let table = Table::new(
-        rows,
-        [
+    let widths = if wide {
+        vec![
             Constraint::Length(1),
             Constraint::Fill(1),
             Constraint::Length(4),
             Constraint::Length(5),
             Constraint::Length(5),
             Constraint::Length(6),
-        ],
-    )
-    .header(header)
-    .block(super::block(
+        ]
+    } else {
+        vec![
+            Constraint::Length(1),
+            Constraint::Fill(1),
+            Constraint::Length(4),
+            Constraint::Length(6),
+        ]
+    };
+    let table = Table::new(rows, widths).header(header).block(super::block(
         &format!("Adapters ({})", app.engine.set.adapters.len()),
         focused,
         false,

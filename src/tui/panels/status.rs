@@ -22,11 +22,13 @@ pub fn keys(app: &App) -> Vec<(&'static str, &'static str)> {
         ],
         None if app.filter_editing => vec![("type", "filter"), ("Enter", "keep"), ("Esc", "clear")],
         None => {
-            let mut k = match app.focus {
+            // Help and quit first: the end of the line is cut on narrow terminals.
+            let mut k = vec![("?", "help"), ("q", "quit")];
+            k.extend(match app.focus {
                 Focus::Modules => vec![("↑↓", "module"), ("←→ [ ]", "k here"), ("/", "filter")],
                 Focus::Adapters => vec![("↑↓", "adapter"), ("←→", "weight")],
                 Focus::Controls => vec![("↑↓", "control"), ("←→", "change")],
-            };
+            });
             k.extend([
                 ("+ -", "k"),
                 ("m", "method"),
@@ -34,8 +36,6 @@ pub fn keys(app: &App) -> Vec<(&'static str, &'static str)> {
                 ("v", "compare"),
                 ("e", "export"),
                 ("Tab", "panel"),
-                ("?", "help"),
-                ("q", "quit"),
             ]);
             k
         }
