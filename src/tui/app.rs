@@ -124,6 +124,9 @@ pub enum Effect {
     Quit,
 }
 
+/// The effects of one event, in order.
+pub type Effects = Vec<Effect>;
+
 /// A status-bar message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
@@ -301,7 +304,7 @@ impl App {
     }
 
     /// Reacts to one event.
-    pub fn handle(&mut self, event: Event) -> Vec<Effect> {
+    pub fn handle(&mut self, event: Event) -> Effects {
         match event {
             Event::Key(k) if k.kind != KeyEventKind::Release => self.key(k),
             Event::Key(_) => Vec::new(),

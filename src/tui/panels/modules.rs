@@ -93,10 +93,29 @@ pub fn common_prefix(names: &[&str]) -> usize {
             .take_while(|(a, b)| a == b)
             .count();
     }
+    // Byte-wise agreement can end inside a multi-byte character.
+    while !first.is_char_boundary(len) {
+        len -= 1;
+    }
     // Cut after the last dot inside the shared part, and never swallow a whole name.
     first[..len]
         .rfind('.')
         .map(|i| i + 1)
         .filter(|&i| names.iter().all(|n| n.len() > i))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::common_prefix;
+
+    #[test]
+    fn the_shared_dotted_prefix_is_cut_at_a_dot_and_never_inside_a_character() {
+        assert_eq!(common_prefix(&["a.b.c", "a.b.d"]), 4);
+        assert_eq!(common_prefix(&["a.bc", "a.bd"]), 2);
+        assert_eq!(common_prefix(&["x", "y"]), 0);
+        assert_eq!(common_prefix(&["only.one"]), 5);
+        assert_eq!(common_prefix(&["m.é1", "m.è2"]), 2);
+        assert_eq!(common_prefix(&["é.a", "é.b"]), 3);
+    }
 }
