@@ -527,3 +527,16 @@ fn the_smallest_supported_size_still_shows_every_panel() {
     }
     assert!(text.lines().last().unwrap_or("").contains("? help"));
 }
+
+#[test]
+fn no_color_in_the_environment_turns_colours_off() {
+    // Only this test touches NO_COLOR; the others build their theme explicitly.
+    std::env::set_var("NO_COLOR", "1");
+    assert!(!Theme::from_env().color);
+    std::env::set_var("NO_COLOR", "");
+    assert!(Theme::from_env().color, "an empty NO_COLOR does not count");
+    std::env::remove_var("NO_COLOR");
+    assert!(Theme::from_env().color);
+    assert_eq!(Theme::plain().cluster(3), Color::Reset);
+    assert_eq!(Theme::plain().adapter(0), Color::Reset);
+}
