@@ -170,24 +170,23 @@ impl Engine {
 
     /// Merges every module in parallel; the output order is the module order.
     pub fn merge_all(&self, settings: &MergeSettings) -> Result<MergeOutput> {
-        self.merge_all_with_progress(settings, &|_| {})
+        self.merge_all_with(settings, &|| {})
     }
 
-    /// [`Engine::merge_all`], calling `progress(i)` as each module `i` finishes (from any
-    /// thread, in no particular order) so a front end can show a gauge.
-    pub fn merge_all_with_progress(
+    /// [`Engine::merge_all`], calling `done` after each module (for progress displays).
+    pub fn merge_all_with(
         &self,
         settings: &MergeSettings,
-        progress: &(dyn Fn(usize) + Sync),
+        done: &(dyn Fn() + Sync),
     ) -> Result<MergeOutput> {
         settings
             .validate(self.set.adapters.len())
-            .map_err(LegoError::Invalid)?;
+            .map_err(|e| LegoError::Invalid(e.to_string()))?;
         let merged: Vec<Option<MergedModule>> = (0..self.set.modules.len())
             .into_par_iter()
             .map(|i| {
                 let m = self.merge_module(i, settings);
-                progress(i);
+                done();
                 m
             })
             .collect::<Result<_>>()?;

@@ -291,7 +291,7 @@ pub fn export(engine: &Engine, job: &ExportJob, emit: &(dyn Fn(Reply) + Sync)) -
         let total = engine.set.modules.len();
         let done = AtomicUsize::new(0);
         let output = engine
-            .merge_all_with_progress(settings, &|_| {
+            .merge_all_with(settings, &|| {
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                 emit(Reply::ExportProgress { done: d, total });
             })
