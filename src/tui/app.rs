@@ -782,7 +782,7 @@ impl App {
     /// A new generation: everything shown becomes stale until the worker answers.
     fn recompute(&mut self) -> Vec<Effect> {
         if let Err(e) = self.settings.validate(self.engine.set.adapters.len()) {
-            self.status = Some(Status::Error(e));
+            self.status = Some(Status::Error(e.to_string()));
             return Vec::new();
         }
         self.generation += 1;
