@@ -17,7 +17,7 @@ pub mod kmeans;
 pub mod merge;
 pub mod metrics;
 pub mod msu;
-pub mod tui;
 pub mod pca2d;
 pub mod recipe;
 pub mod scatter;
+pub mod tui;
