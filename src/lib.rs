@@ -20,6 +20,7 @@ pub mod msu;
 pub mod pca2d;
 pub mod recipe;
 pub mod scatter;
-pub mod settings;
 
+pub mod settings;
+pub mod tui;
 pub use error::{LegoError, Result};

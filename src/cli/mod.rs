@@ -86,13 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 cli.adapters
             };
-            inspect::run(
-                &InspectArgs {
-                    adapters,
-                    json: false,
-                },
-                &load,
-            )
+            lora_lego::tui::run(adapters, &load)
         }
     }
 }

@@ -1,0 +1,269 @@
+//! The terminal explorer: `lora-lego [ADAPTER...]`.
+//!
+//! This module owns the terminal (raw mode, alternate screen, mouse capture — always restored,
+//! also on a panic) and the run loop; the state and its logic live in [`app`], the engine runs
+//! on the [`worker`] thread, and every panel draws itself from the state (see [`ui`]).
+
+pub mod app;
+pub mod command_line;
+pub mod export_dialog;
+pub mod history;
+pub mod panels;
+pub mod session;
+pub mod theme;
+pub mod ui;
+pub mod worker;
+
+use std::io::{stdout, Stdout};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use anyhow::Context;
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::event::{
+    self, DisableMouseCapture, EnableMouseCapture, Event as TermEvent,
+};
+use ratatui::crossterm::execute;
+use ratatui::crossterm::terminal::{
+    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
+};
+use ratatui::layout::Rect;
+use ratatui::Terminal;
+
+use crate::align::ModuleSet;
+use crate::engine::Engine;
+use crate::io::{load_all, LoadOptions};
+use crate::recipe::MergeSettings;
+
+use app::{App, Effect, Event, Status};
+use history::History;
+use worker::{Job, Worker};
+
+/// The thread that owns the terminal; a panic there restores the terminal before reporting.
+static UI_THREAD: OnceLock<ThreadId> = OnceLock::new();
+/// The report of a panic on another thread, printed after the terminal is restored.
+static OTHER_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+/// True while the explorer owns the terminal.
+static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Leaves raw mode, the alternate screen and mouse capture. Only the first call after taking
+/// the terminal acts: leaving the alternate screen twice would move the cursor back over
+/// whatever was printed in between (a panic message).
+pub fn restore_terminal() {
+    if !TERMINAL_TAKEN.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    let _ = disable_raw_mode();
+    let _ = execute!(
+        stdout(),
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        ratatui::crossterm::cursor::Show
+    );
+}
+
+/// Restores the terminal when dropped, whatever way the run loop ends.
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// A panic on the UI thread restores the terminal, then runs the previous hook (which prints
+/// the message on the normal screen). Panics elsewhere are recorded quietly: printing them on
+/// the alternate screen would garble it, and the worker turns them into a clean exit.
+fn install_panic_hook() {
+    let _ = UI_THREAD.set(std::thread::current().id());
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if Some(std::thread::current().id()) == UI_THREAD.get().copied() {
+            restore_terminal();
+            previous(info);
+        } else if let Ok(mut slot) = OTHER_PANIC.lock() {
+            slot.get_or_insert_with(|| info.to_string());
+        }
+    }));
+}
+
+/// Loads the adapters and runs the explorer until the user quits.
+pub fn run(paths: Vec<PathBuf>, load: &LoadOptions) -> anyhow::Result<()> {
+    let adapters = load_all(&paths, load)?;
+    let engine = Arc::new(Engine::new(ModuleSet::new(adapters)?));
+    let history_path = history::default_path();
+    let key = history::key(&paths);
+    let mut notes: Vec<String> = Vec::new();
+    let mut hist = History::default();
+    if let Some(p) = &history_path {
+        let (h, note) = History::load(p);
+        hist = h;
+        notes.extend(note);
+    }
+    let settings = match hist.lookup(&key) {
+        Some(Ok(s)) => {
+            notes.push("restored the last settings of this adapter set".into());
+            s
+        }
+        Some(Err(note)) => {
+            notes.push(note);
+            MergeSettings::default()
+        }
+        None => MergeSettings::default(),
+    };
+    let mut app = App::new(Arc::clone(&engine), paths, settings);
+    app.theme = theme::Theme::from_env();
+    let warnings = engine.set.warnings.len()
+        + engine
+            .set
+            .adapters
+            .iter()
+            .map(|a| a.warnings.len())
+            .sum::<usize>();
+    if warnings > 0 {
+        notes.push(format!(
+            "{warnings} loading warning(s); `lora-lego inspect` lists them"
+        ));
+    }
+    if !notes.is_empty() {
+        app.status = Some(Status::Info(notes.join(" · ")));
+    }
+    let worker = Worker::spawn(Arc::clone(&engine)).context("starting the worker thread")?;
+
+    install_panic_hook();
+    let result = (|| -> anyhow::Result<()> {
+        enable_raw_mode().context("switching the terminal to raw mode")?;
+        TERMINAL_TAKEN.store(true, Ordering::SeqCst);
+        let _guard = TerminalGuard;
+        execute!(stdout(), EnterAlternateScreen, EnableMouseCapture)?;
+        let mut terminal = Terminal::new(CrosstermBackend::new(stdout()))?;
+        terminal.clear()?;
+        event_loop(&mut terminal, &mut app, &worker)
+    })();
+    restore_terminal();
+    // Back to the default hook: the terminal is ours no more.
+    let _ = std::panic::take_hook();
+
+    if let Some(p) = &history_path {
+        let mut hist = History::load(p).0;
+        hist.remember(&key, &app.settings);
+        if let Err(e) = hist.save(p) {
+            eprintln!("note: could not save the history to {}: {e}", p.display());
+        }
+    }
+    result?;
+    if let Some(fatal) = app.fatal {
+        let detail = OTHER_PANIC.lock().ok().and_then(|s| s.clone());
+        match detail {
+            Some(d) => anyhow::bail!("{fatal}\n{d}"),
+            None => anyhow::bail!("{fatal}"),
+        }
+    }
+    Ok(())
+}
+
+fn event_loop(
+    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    app: &mut App,
+    worker: &Worker,
+) -> anyhow::Result<()> {
+    let size = terminal.size()?;
+    app.area = Rect::new(0, 0, size.width, size.height);
+    let effects = app.start();
+    apply(effects, app, worker);
+    while !app.quit {
+        terminal.draw(|f| ui::render(app, f))?;
+        // Fresh results first, so what is drawn next is as current as possible.
+        loop {
+            match worker.rx.try_recv() {
+                Ok(reply) => {
+                    let effects = app.handle(Event::Reply(Box::new(reply)));
+                    apply(effects, app, worker);
+                    if app.quit {
+                        break;
+                    }
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    app.fatal
+                        .get_or_insert_with(|| "the worker thread stopped".into());
+                    app.quit = true;
+                    break;
+                }
+            }
+        }
+        if app.quit {
+            break;
+        }
+        if event::poll(Duration::from_millis(40))? {
+            let ev = match event::read()? {
+                TermEvent::Key(k) => Some(Event::Key(k)),
+                TermEvent::Mouse(m) => Some(Event::Mouse(m)),
+                TermEvent::Resize(w, h) => Some(Event::Resize(w, h)),
+                _ => None,
+            };
+            if let Some(ev) = ev {
+                let effects = app.handle(ev);
+                apply(effects, app, worker);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Carries out effects that need the worker; saving the history happens once, on exit.
+fn apply(effects: Vec<Effect>, app: &mut App, worker: &Worker) {
+    for e in effects {
+        match e {
+            Effect::Job(job) => {
+                if !worker.send(job) {
+                    app.fatal = Some("the worker thread stopped".into());
+                    app.quit = true;
+                }
+            }
+            Effect::SaveHistory | Effect::Quit => {}
+        }
+    }
+}
+
+/// Runs `job` synchronously, passing every reply to `emit`: for tests and scripted sessions
+/// that drive the app without threads.
+pub fn run_job_sync(engine: &Engine, job: Job, emit: &mut dyn FnMut(worker::Reply)) {
+    match job {
+        Job::Recompute {
+            generation,
+            settings,
+            first,
+        } => worker::recompute_sync(engine, generation, &settings, first, emit),
+        Job::Detail {
+            generation,
+            settings,
+            module,
+        } => worker::detail(engine, generation, &settings, module, emit),
+        Job::Shutdown => {}
+        Job::Compare {
+            generation,
+            settings,
+            module,
+        } => emit(worker::Reply::Compare {
+            generation,
+            result: Box::new(worker::comparison(engine, &settings, module)),
+        }),
+        Job::Export(job) => {
+            let replies = Mutex::new(Vec::new());
+            let done = worker::export(engine, &job, &|r| {
+                if let Ok(mut v) = replies.lock() {
+                    v.push(r);
+                }
+            });
+            for r in replies.into_inner().unwrap_or_default() {
+                emit(r);
+            }
+            emit(done);
+        }
+    }
+}

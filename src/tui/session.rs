@@ -1,0 +1,145 @@
+//! A scripted session: the app driven by keys with the engine's work done on the calling
+//! thread, and the screen rendered into a `TestBackend`. Tests and demos use it; the real
+//! explorer uses the worker thread instead.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
+use ratatui::layout::Rect;
+use ratatui::Terminal;
+
+use crate::align::ModuleSet;
+use crate::engine::Engine;
+use crate::io::{load_all, LoadOptions};
+use crate::recipe::MergeSettings;
+
+use super::app::{App, Effect, Event};
+
+/// An app and a synchronous stand-in for its worker.
+#[derive(Debug)]
+pub struct Session {
+    /// The app under test.
+    pub app: App,
+}
+
+impl Session {
+    /// Loads `paths`, opens the app with `settings` on a `w × h` screen and computes
+    /// everything once.
+    pub fn open(
+        paths: &[PathBuf],
+        settings: MergeSettings,
+        w: u16,
+        h: u16,
+    ) -> crate::Result<Session> {
+        let engine = Arc::new(Engine::new(ModuleSet::new(load_all(
+            paths,
+            &LoadOptions::default(),
+        )?)?));
+        let mut app = App::new(engine, paths.to_vec(), settings);
+        app.area = Rect::new(0, 0, w, h);
+        let effects = app.start();
+        let mut s = Session { app };
+        s.apply(effects);
+        Ok(s)
+    }
+
+    /// Runs `effects` to completion: every job's replies go back into the app, and so do the
+    /// jobs those replies cause.
+    pub fn apply(&mut self, effects: Vec<Effect>) {
+        let mut queue: VecDeque<Effect> = effects.into();
+        while let Some(e) = queue.pop_front() {
+            if let Effect::Job(job) = e {
+                let engine = Arc::clone(&self.app.engine);
+                let mut replies = Vec::new();
+                super::run_job_sync(&engine, job, &mut |r| replies.push(r));
+                for r in replies {
+                    queue.extend(self.app.handle(Event::Reply(Box::new(r))));
+                }
+            }
+        }
+    }
+
+    /// Hands `event` to the app and returns its effects without carrying them out.
+    pub fn event(&mut self, event: Event) -> Vec<Effect> {
+        self.app.handle(event)
+    }
+
+    /// Presses `code` and carries out what follows.
+    pub fn key(&mut self, code: KeyCode) {
+        self.key_with(code, KeyModifiers::NONE);
+    }
+
+    /// Presses `code` with `modifiers` and carries out what follows.
+    pub fn key_with(&mut self, code: KeyCode, modifiers: KeyModifiers) {
+        let effects = self.app.handle(Event::Key(press(code, modifiers)));
+        self.apply(effects);
+    }
+
+    /// Types every character of `text`, one key each.
+    pub fn type_text(&mut self, text: &str) {
+        for c in text.chars() {
+            self.key(KeyCode::Char(c));
+        }
+    }
+
+    /// The screen as a `TestBackend` buffer of the app's size.
+    pub fn render(&self) -> Buffer {
+        render(&self.app)
+    }
+}
+
+/// A key press event.
+pub fn press(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
+    KeyEvent {
+        code,
+        modifiers,
+        kind: KeyEventKind::Press,
+        state: KeyEventState::NONE,
+    }
+}
+
+/// Draws `app` into a `TestBackend` of `app.area`'s size.
+pub fn render(app: &App) -> Buffer {
+    let backend = TestBackend::new(app.area.width, app.area.height);
+    let mut terminal = match Terminal::new(backend) {
+        Ok(t) => t,
+        Err(e) => match e {},
+    };
+    let _ = terminal.draw(|f| super::ui::render(app, f));
+    terminal.backend().buffer().clone()
+}
+
+/// One string per row of `buf`.
+pub fn rows(buf: &Buffer) -> Vec<String> {
+    let a = buf.area;
+    (a.y..a.y + a.height)
+        .map(|y| {
+            (a.x..a.x + a.width)
+                .map(|x| buf[(x, y)].symbol())
+                .collect::<String>()
+        })
+        .collect()
+}
+
+/// The cell where `needle` starts (first match, row by row), counting one cell per char.
+pub fn find(buf: &Buffer, needle: &str) -> Option<(u16, u16)> {
+    let a = buf.area;
+    let first = needle.chars().next()?;
+    let len = needle.chars().count() as u16;
+    for y in a.y..a.y + a.height {
+        for x in a.x..(a.x + a.width).saturating_sub(len - 1) {
+            if !buf[(x, y)].symbol().starts_with(first) {
+                continue;
+            }
+            let got: String = (x..x + len).map(|xx| buf[(xx, y)].symbol()).collect();
+            if got == needle {
+                return Some((x, y));
+            }
+        }
+    }
+    None
+}

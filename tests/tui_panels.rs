@@ -1,0 +1,542 @@
+//! Every panel and popup of the explorer rendered into a `TestBackend`, checking text and
+//! colours of known inputs: the peft-tiny pair `reverse` (r 4) + `sort` (r 8), 14 modules.
+
+use std::path::{Path, PathBuf};
+
+use lora_lego::recipe::{MergeMethod, MergeSettings};
+use lora_lego::tui::app::{ColourBy, Effect, Event, Focus, Overlay, Status, KEYS};
+use lora_lego::tui::export_dialog::Phase;
+use lora_lego::tui::session::{find, rows, Session};
+use lora_lego::tui::theme::Theme;
+use lora_lego::tui::worker::Reply;
+use ratatui::buffer::Buffer;
+use ratatui::crossterm::event::KeyModifiers;
+use ratatui::crossterm::event::{KeyCode, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::style::Color;
+
+fn pair() -> Vec<PathBuf> {
+    ["reverse", "sort"]
+        .iter()
+        .map(|n| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/peft-tiny/adapters")
+                .join(n)
+        })
+        .collect()
+}
+
+fn session() -> Session {
+    Session::open(&pair(), MergeSettings::default(), 160, 48).expect("fixture loads")
+}
+
+fn screen(s: &Session) -> (Buffer, String) {
+    let b = s.render();
+    let text = rows(&b).join("\n");
+    (b, text)
+}
+
+fn at(b: &Buffer, needle: &str) -> (u16, u16) {
+    find(b, needle).unwrap_or_else(|| panic!("`{needle}` not on screen:\n{}", rows(b).join("\n")))
+}
+
+fn fg(b: &Buffer, (x, y): (u16, u16)) -> Color {
+    b[(x, y)].fg
+}
+
+/// The colours of every cell inside `rect` holding one of `symbols`.
+fn colours_of(b: &Buffer, rect: ratatui::layout::Rect, symbols: &[&str]) -> Vec<Color> {
+    let mut out = Vec::new();
+    for y in rect.y + 1..rect.y + rect.height - 1 {
+        for x in rect.x + 1..rect.x + rect.width - 1 {
+            if symbols.contains(&b[(x, y)].symbol()) {
+                out.push(b[(x, y)].fg);
+            }
+        }
+    }
+    out.sort_by_key(|c| format!("{c:?}"));
+    out.dedup();
+    out
+}
+
+fn areas(s: &Session) -> lora_lego::tui::ui::Areas {
+    lora_lego::tui::ui::layout(s.app.area, 2).expect("big enough")
+}
+
+#[test]
+fn adapters_panel_lists_name_rank_alpha_dtype_weight_in_the_adapter_colour() {
+    let s = session();
+    let (b, text) = screen(&s);
+    assert!(text.contains("Adapters (2)"));
+    let row = rows(&b)
+        .into_iter()
+        .find(|r| r.contains("reverse"))
+        .expect("reverse row");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    // ● reverse 4 8 F32 1.0 — then the next panel's border.
+    assert_eq!(
+        &cells[0..6],
+        &["│●", "reverse", "4", "8", "F32", "1.0"],
+        "{row}"
+    );
+    let sort = rows(&b)
+        .into_iter()
+        .find(|r| r.contains("sort "))
+        .expect("sort row");
+    assert!(
+        sort.contains("sort") && sort.contains(" 8 ") && sort.contains("16"),
+        "{sort}"
+    );
+    assert_eq!(fg(&b, at(&b, "reverse")), Color::Cyan);
+    assert_eq!(fg(&b, at(&b, "sort")), Color::Magenta);
+}
+
+#[test]
+fn modules_panel_shows_every_module_with_its_error_coloured_by_health_and_filters() {
+    let mut s = session();
+    let (b, text) = screen(&s);
+    assert!(text.contains("Modules 14/14"), "{text}");
+    // The common prefix "model.layers." is left out; the first module is selected.
+    let first = s.app.engine.set.modules[0].key.to_string();
+    assert_eq!(first, "model.layers.0.mlp.down_proj");
+    let summary = match &s.app.summaries[0].as_ref().expect("computed").value {
+        Ok(Some(x)) => x.clone(),
+        other => panic!("{other:?}"),
+    };
+    let figure = format!("err {:.3}", summary.error_vs_sum);
+    let row = rows(&b)
+        .into_iter()
+        .find(|r| r.contains("│0.mlp.down_proj"))
+        .expect("row");
+    assert!(row.contains(&figure) && row.contains("k8"), "{row}");
+    let pos = at(&b, &figure);
+    assert_eq!(fg(&b, pos), Theme::default().health(summary.error_vs_sum));
+    // Filter: "/" then text narrows the list to the MLP modules (3 per layer, 2 layers).
+    s.key(KeyCode::Char('/'));
+    s.type_text("mlp");
+    s.key(KeyCode::Enter);
+    let (_, text) = screen(&s);
+    assert!(text.contains("Modules 6/14 /mlp"), "{text}");
+    assert!(!text.contains("self_attn.q_proj"));
+    s.key(KeyCode::Char('/'));
+    s.key(KeyCode::Esc);
+    assert!(screen(&s).1.contains("Modules 14/14"));
+}
+
+#[test]
+fn scatter_colours_units_by_cluster_and_by_source_with_a_matching_legend() {
+    let mut s = session();
+    let view = match &s.app.view.as_ref().expect("view").1.value {
+        Ok(Some(v)) => v.clone(),
+        other => panic!("{other:?}"),
+    };
+    let k = view.projection.points.nrows();
+    assert_eq!(k, 8);
+    assert_eq!(view.labels.len(), 12);
+    let (b, text) = screen(&s);
+    assert!(text.contains("colour: cluster"));
+    let t = Theme::default();
+    for c in 0..k {
+        let size = view.labels.iter().filter(|&&l| l == c).count();
+        let pos = at(&b, &format!("● c{c}({size})"));
+        assert_eq!(fg(&b, pos), t.cluster(c), "legend entry of cluster {c}");
+    }
+    assert!(text.contains("× centroid"));
+    // The plot without the two legend rows at its bottom.
+    let mut area = areas(&s).scatter;
+    area.height -= 2;
+    let mut want: Vec<Color> = view.labels.iter().map(|&l| t.cluster(l)).collect();
+    want.sort_by_key(|c| format!("{c:?}"));
+    want.dedup();
+    // Every unit dot has its cluster's colour (a singleton's dot lies under its centroid).
+    let dots = colours_of(&b, area, &["•"]);
+    assert!(
+        dots.len() >= 4 && dots.iter().all(|c| want.contains(c)),
+        "{dots:?}"
+    );
+    // Centroids are "×" in their cluster's colour: all eight clusters are there.
+    assert_eq!(colours_of(&b, area, &["×"]), want);
+
+    s.key(KeyCode::Char('c'));
+    assert_eq!(s.app.colour_by, ColourBy::Source);
+    let (b, text) = screen(&s);
+    assert!(text.contains("colour: source"));
+    assert_eq!(fg(&b, at(&b, "● reverse")), Color::Cyan);
+    assert_eq!(fg(&b, at(&b, "● sort")), Color::Magenta);
+    assert_eq!(
+        colours_of(&b, area, &["•"]),
+        vec![Color::Cyan, Color::Magenta]
+    );
+}
+
+#[test]
+fn controls_panel_shows_every_knob_and_follows_the_keys() {
+    let mut s = session();
+    let (b, text) = screen(&s);
+    for label in [
+        "method",
+        "k (all modules)",
+        "k (this module)",
+        "param reweight",
+        "output r_ref",
+        "output multiplier",
+        "feature space",
+        "seed",
+        "weight reverse",
+        "weight sort",
+    ] {
+        assert!(text.contains(label), "{label}");
+    }
+    assert_eq!(fg(&b, at(&b, "weight sort")), Color::Magenta);
+    let line = |text: &str, label: &str| -> String {
+        text.lines()
+            .find(|l| l.contains(label))
+            .map(|l| {
+                l.split(label)
+                    .nth(1)
+                    .unwrap_or("")
+                    .split('│')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(line(&text, "k (all modules)"), "8");
+    assert_eq!(line(&text, "k (this module)"), "8 (global)");
+    s.key(KeyCode::Char('+'));
+    s.key(KeyCode::Char(']'));
+    s.key(KeyCode::Char(']'));
+    s.key(KeyCode::Char('p'));
+    s.key(KeyCode::Char('o'));
+    s.key(KeyCode::Char('s'));
+    let text = screen(&s).1;
+    assert_eq!(line(&text, "k (all modules)"), "9");
+    assert_eq!(line(&text, "k (this module)"), "11 (override)");
+    assert_eq!(line(&text, "param reweight"), "l2");
+    assert_eq!(line(&text, "output r_ref"), "max");
+    assert_eq!(line(&text, "feature space"), "sign-aware");
+    // Focus the controls, go to "output multiplier" and step it up.
+    s.key(KeyCode::Tab);
+    assert_eq!(s.app.focus, Focus::Controls);
+    for _ in 0..5 {
+        s.key(KeyCode::Char('j'));
+    }
+    s.key(KeyCode::Char('l'));
+    s.key(KeyCode::Char('l'));
+    let text = screen(&s).1;
+    assert_eq!(line(&text, "output multiplier"), "‹ 1.2 ›");
+    assert_eq!(s.app.settings.output_scale, 1.2);
+}
+
+#[test]
+fn metrics_panel_shows_silhouette_inertia_mix_retention_and_interference() {
+    let s = session();
+    let (b, text) = screen(&s);
+    let view = match &s.app.view.as_ref().expect("view").1.value {
+        Ok(Some(v)) => v.clone(),
+        other => panic!("{other:?}"),
+    };
+    let c = view.merged.clusters.clone().expect("lego clusters");
+    assert!(
+        text.contains(&format!("silhouette {:.3}", c.silhouette)),
+        "{text}"
+    );
+    assert!(text.contains(&format!("inertia {:.4}", c.inertia)));
+    assert!(text.contains(&format!(
+        "error vs sum {:.3}",
+        view.merged.metrics.error_vs_sum
+    )));
+    // One line per cluster: "c0  ████ 2 (1+1)", the bar in the sources' colours.
+    for (ci, mix) in c.source_mix.iter().enumerate() {
+        let tail = format!(
+            " {} ({})",
+            c.cluster_sizes[ci],
+            mix.iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join("+")
+        );
+        let row = rows(&b)
+            .into_iter()
+            .find(|r| r.contains(&format!("│c{ci:<3}")) && r.contains(&tail))
+            .unwrap_or_else(|| panic!("cluster {ci} line with `{tail}`"));
+        assert!(row.contains('█'));
+    }
+    let (x, y) = at(&b, "c0  ");
+    let bar = b[(x + 4, y)].fg;
+    assert!(bar == Color::Cyan || bar == Color::Magenta, "{bar:?}");
+    for r in &view.merged.metrics.retention {
+        assert!(text.contains(&format!("{r:.3}")), "retention {r}");
+    }
+    assert!(text.contains("interference"));
+    let off = view.interference[[0, 1]];
+    let row = rows(&b)
+        .into_iter()
+        .find(|r| r.contains("│reverse ") && r.contains("1.00"))
+        .expect("interference row of reverse");
+    assert!(row.contains(&format!("{off:.2}")), "{row}");
+}
+
+#[test]
+fn curve_panel_marks_the_suggested_and_current_k() {
+    let s = session();
+    let (b, text) = screen(&s);
+    let suggested = match &s.app.curve.as_ref().expect("curve").1.value {
+        Ok((points, k)) => {
+            assert_eq!(points.len(), 12);
+            *k
+        }
+        Err(e) => panic!("{e}"),
+    };
+    assert!(text.contains("Inertia & silhouette vs k"));
+    assert!(text.contains(&format!("suggested k={suggested}")), "{text}");
+    let pos = at(&b, "current k=8");
+    assert_eq!(fg(&b, pos), Color::White);
+    assert_eq!(fg(&b, at(&b, "— inertia/max")), Color::LightCyan);
+    assert_eq!(fg(&b, at(&b, "— silhouette")), Color::LightMagenta);
+}
+
+#[test]
+fn status_bar_lists_the_keys_that_work_now_and_errors_in_red() {
+    let mut s = session();
+    let (b, text) = screen(&s);
+    let last = text.lines().last().expect("status");
+    for k in [
+        "? help",
+        "q quit",
+        "e export",
+        "v compare",
+        "c colour",
+        "↑↓ module",
+    ] {
+        assert!(last.contains(k), "`{k}` in {last}");
+    }
+    assert!(last.contains("lego · up to date"));
+    assert_eq!(fg(&b, at(&b, "? help")), Color::LightGreen);
+    s.key(KeyCode::Tab);
+    assert!(screen(&s)
+        .1
+        .lines()
+        .last()
+        .unwrap_or("")
+        .contains("↑↓ control"));
+    // k never goes below 1.
+    for _ in 0..10 {
+        s.key(KeyCode::Char('-'));
+    }
+    assert_eq!(s.app.settings.k, 1, "k stops at 1");
+    // Errors replace the keys, in red.
+    s.app.status = Some(Status::Error("module `x`: boom".into()));
+    let (b, text) = screen(&s);
+    assert!(text
+        .lines()
+        .last()
+        .unwrap_or("")
+        .contains("module `x`: boom"));
+    assert_eq!(fg(&b, at(&b, "module `x`: boom")), Color::LightRed);
+}
+
+#[test]
+fn help_overlay_lists_every_key() {
+    let mut s = session();
+    s.key(KeyCode::Char('?'));
+    assert!(matches!(s.app.overlay, Some(Overlay::Help)));
+    let (b, text) = screen(&s);
+    assert!(text.contains(" Keys "));
+    for (k, what) in KEYS {
+        assert!(text.contains(k), "key {k}");
+        assert!(text.contains(what), "{what}");
+    }
+    assert_eq!(fg(&b, at(&b, "Ctrl-C")), Color::LightGreen);
+    s.key(KeyCode::Esc);
+    assert!(s.app.overlay.is_none());
+    assert!(!screen(&s).1.contains(" Keys "));
+}
+
+#[test]
+fn comparison_overlay_shows_every_method_for_the_module_and_all_modules() {
+    let mut s = session();
+    s.key(KeyCode::Char('v'));
+    let (_, text) = screen(&s);
+    assert!(text.contains("Methods side by side"));
+    assert!(text.contains("this module: model.layers.0.mlp.down_proj"));
+    assert!(text.contains("all modules (means)"));
+    for m in MergeMethod::all() {
+        assert!(text.matches(&format!("│{m} ")).count() >= 2, "{m} twice");
+    }
+    let cmp = &s.app.comparison.as_ref().expect("computed").value;
+    let cat = cmp
+        .all_rows
+        .iter()
+        .find(|r| r.method.to_string() == "cat")
+        .expect("cat");
+    // cat keeps every unit: the exact sum, rank 4 + 8.
+    assert_eq!(cat.max_rank, 12);
+    assert!(cat.error_vs_sum < 1e-4);
+    assert!(text.contains("12/12.0"));
+}
+
+#[test]
+fn export_dialog_form_progress_and_summary() {
+    let mut s = session();
+    s.key(KeyCode::Char('e'));
+    let (_, text) = screen(&s);
+    for label in [
+        "output path",
+        "format",
+        "PEFT directory",
+        "dtype",
+        "as the sources",
+        "non-LoRA tensors",
+        "overwrite",
+    ] {
+        assert!(text.contains(label), "{label}");
+    }
+    s.key(KeyCode::Tab);
+    s.key(KeyCode::Right);
+    s.key(KeyCode::Tab);
+    s.key(KeyCode::Right);
+    s.key(KeyCode::Right);
+    let text = screen(&s).1;
+    assert!(text.contains("kohya .safetensors file"));
+    assert!(text.contains("‹ F16 ›"));
+    assert!(
+        text.contains("lora-lego-merged.safetensors"),
+        "the suffix follows the format"
+    );
+    // Progress is drawn as a gauge.
+    if let Some(Overlay::Export(d)) = &mut s.app.overlay {
+        d.phase = Phase::Running { done: 3, total: 14 };
+    }
+    let text = screen(&s).1;
+    assert!(text.contains("3/14 modules") && text.contains("merging"));
+    // A failure is shown, never a panic.
+    let effects = s.event(Event::Reply(Box::new(Reply::Exported(Err(
+        "disk full".into()
+    )))));
+    assert!(effects.is_empty());
+    let text = screen(&s).1;
+    assert!(text.contains("The export failed:") && text.contains("disk full"));
+}
+
+#[test]
+fn too_small_a_terminal_gets_a_message_instead_of_panels() {
+    let mut s = session();
+    s.event(Event::Resize(80, 20));
+    let (_, text) = screen(&s);
+    assert!(
+        text.contains("The terminal is 80×20; the explorer needs at least 100×28."),
+        "{text}"
+    );
+    assert!(!text.contains("Adapters"));
+    // Back to a big size: the panels return.
+    s.event(Event::Resize(120, 36));
+    assert!(screen(&s).1.contains("Adapters (2)"));
+}
+
+#[test]
+fn no_color_draws_without_any_colour_and_keeps_clusters_apart_by_symbol() {
+    let mut s = session();
+    s.app.theme = Theme::plain();
+    let (b, text) = screen(&s);
+    for y in 0..b.area.height {
+        for x in 0..b.area.width {
+            assert_eq!(b[(x, y)].fg, Color::Reset, "fg at {x},{y}");
+            assert_eq!(b[(x, y)].bg, Color::Reset, "bg at {x},{y}");
+        }
+    }
+    // Legend entries are the clusters' symbols.
+    assert!(text.contains("0 c0(") && text.contains("7 c7("), "{text}");
+}
+
+#[test]
+fn stale_panels_are_marked_until_fresh_results_arrive() {
+    let mut s = session();
+    assert!(!screen(&s).1.contains("stale"));
+    let effects = s.event(Event::Key(lora_lego::tui::session::press(
+        KeyCode::Char('+'),
+        KeyModifiers::NONE,
+    )));
+    let (_, text) = screen(&s);
+    assert!(text.contains("⟳ stale"), "{text}");
+    assert!(text.contains("computing 0/14"));
+    // A reply for an older generation is dropped.
+    assert!(matches!(effects.first(), Some(Effect::Job(_))));
+    s.apply(effects);
+    let text = screen(&s).1;
+    assert!(!text.contains("stale"), "{text}");
+    assert!(text.contains("k9"));
+}
+
+#[test]
+fn mouse_click_and_wheel_select_in_lists() {
+    let mut s = session();
+    let a = areas(&s);
+    // Row 3 of the list (inner rows start one below the border) is module 3.
+    let click = MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: a.modules.x + 3,
+        row: a.modules.y + 1 + 3,
+        modifiers: KeyModifiers::NONE,
+    };
+    let effects = s.event(Event::Mouse(click));
+    s.apply(effects);
+    assert_eq!(s.app.selected, 3);
+    assert!(screen(&s)
+        .1
+        .contains(&format!("Units of {}", s.app.engine.set.modules[3].key)));
+    let wheel = MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: a.modules.x + 3,
+        row: a.modules.y + 2,
+        modifiers: KeyModifiers::NONE,
+    };
+    let effects = s.event(Event::Mouse(wheel));
+    s.apply(effects);
+    assert_eq!(s.app.selected, 4);
+    // A click on the second adapter row (below the header) moves the adapter cursor.
+    let click = MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: a.adapters.x + 3,
+        row: a.adapters.y + 3,
+        modifiers: KeyModifiers::NONE,
+    };
+    s.event(Event::Mouse(click));
+    assert_eq!(s.app.focus, Focus::Adapters);
+    assert_eq!(s.app.adapter_cursor, 1);
+}
+
+#[test]
+fn the_smallest_supported_size_still_shows_every_panel() {
+    let mut s = session();
+    s.event(Event::Resize(100, 28));
+    let (_, text) = screen(&s);
+    if std::env::var_os("TUI_PEEK").is_some() {
+        println!("{text}");
+    }
+    for title in [
+        "Adapters (2)",
+        "Modules 14/14",
+        "Units of",
+        "Controls",
+        "Metrics",
+        "Inertia & silhouette vs k",
+    ] {
+        assert!(text.contains(title), "{title} at 100×28:\n{text}");
+    }
+    assert!(text.lines().last().unwrap_or("").contains("? help"));
+}
+
+#[test]
+fn no_color_in_the_environment_turns_colours_off() {
+    // Only this test touches NO_COLOR; the others build their theme explicitly.
+    std::env::set_var("NO_COLOR", "1");
+    assert!(!Theme::from_env().color);
+    std::env::set_var("NO_COLOR", "");
+    assert!(Theme::from_env().color, "an empty NO_COLOR does not count");
+    std::env::remove_var("NO_COLOR");
+    assert!(Theme::from_env().color);
+    assert_eq!(Theme::plain().cluster(3), Color::Reset);
+    assert_eq!(Theme::plain().adapter(0), Color::Reset);
+}
