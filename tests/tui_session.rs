@@ -151,6 +151,28 @@ fn a_scripted_session_exports_what_the_cli_writes_byte_for_byte() {
     for ((name, x), (_, y)) in a.iter().zip(&b) {
         assert!(x == y, "{name} differs between the explorer and the CLI");
     }
+
+    // The recipe written beside the export replays to the same bytes too.
+    assert_eq!(sum.recipe, out.join("lora_lego_recipe.toml"));
+    assert!(
+        text.contains("or replay the recipe written beside it:"),
+        "{text}"
+    );
+    let replay = tmp.path().join("replayed");
+    let st = Command::new(env!("CARGO_BIN_EXE_lora-lego"))
+        .args(["merge", "--quiet", "--recipe"])
+        .arg(&sum.recipe)
+        .arg("-o")
+        .arg(&replay)
+        .status()
+        .expect("replay");
+    assert!(st.success());
+    for ((name, x), (_, y)) in a.iter().zip(&files(&replay)) {
+        assert!(
+            x == y,
+            "{name} differs between the explorer and the replayed recipe"
+        );
+    }
 }
 
 #[test]

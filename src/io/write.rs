@@ -311,19 +311,25 @@ pub fn write_kohya(out: &AdapterOut, file: &Path, force: bool) -> Result<()> {
         write_safetensors(tmp, &tensors, &metadata)
     })?;
     for (name, text) in &out.side_files {
-        let side = file.with_file_name(side_file_name(file, name));
+        let side = side_file_path(file, AdapterFormat::Kohya, name);
         atomic_file(&side, true, |tmp| write_text(tmp, text))?;
     }
     Ok(())
 }
 
-/// The name of a side file next to a kohya file `x.safetensors`: `x.<name>`.
-fn side_file_name(file: &Path, name: &str) -> String {
-    let stem = file
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_default();
-    format!("{stem}.{name}")
+/// Where a side file `name` (e.g. the recipe) of an output goes: inside a PEFT directory, or
+/// beside a kohya file `x.safetensors` as `x.<name>`.
+pub fn side_file_path(target: &Path, format: AdapterFormat, name: &str) -> PathBuf {
+    match format {
+        AdapterFormat::Peft => target.join(name),
+        AdapterFormat::Kohya => {
+            let stem = target
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            target.with_file_name(format!("{stem}.{name}"))
+        }
+    }
 }
 
 /// Writes a text file and fsyncs it.

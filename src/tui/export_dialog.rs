@@ -396,6 +396,17 @@ fn render_summary(f: &mut Frame, area: Rect, s: &ExportSummary, theme: &Theme) {
     lines.push(Line::raw(""));
     lines.push(Line::styled("reproduce with:", theme.heading()));
     lines.push(Line::styled(s.command.clone(), theme.key()));
+    lines.push(Line::styled(
+        "or replay the recipe written beside it:",
+        theme.heading(),
+    ));
+    lines.push(Line::styled(
+        format!(
+            "lora-lego merge --recipe {} -o OUT",
+            super::command_line::quote(&s.recipe.display().to_string())
+        ),
+        theme.key(),
+    ));
     if !s.notices.is_empty() {
         lines.push(Line::raw(""));
         lines.push(Line::styled("notes:", theme.heading()));

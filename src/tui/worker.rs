@@ -103,6 +103,8 @@ pub struct ExportSummary {
     pub notices: Vec<String>,
     /// The `lora-lego merge …` command that writes the same files.
     pub command: String,
+    /// The recipe written beside the export.
+    pub recipe: PathBuf,
     /// The settings exported.
     pub settings: MergeSettings,
 }
@@ -313,6 +315,11 @@ pub fn export(engine: &Engine, job: &ExportJob, emit: &(dyn Fn(Reply) + Sync)) -
             bytes: disk_size(&job.path),
             notices,
             command: super::command_line::render(settings, &job.adapters, &job.path),
+            recipe: crate::io::write::side_file_path(
+                &job.path,
+                settings.format,
+                crate::recipe::RECIPE_FILE,
+            ),
             settings: settings.clone(),
         })
     };
