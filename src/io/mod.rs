@@ -87,3 +87,38 @@ pub fn load_all(paths: &[impl AsRef<Path>], opts: &LoadOptions) -> Result<Vec<Ad
         .map(|p| load_adapter(p.as_ref(), opts))
         .collect()
 }
+
+/// Runs untrusted bytes through every parser a loaded file meets: two bytes of config length,
+/// a PEFT config (JSON), then a safetensors image read as kohya and as PEFT. It returns
+/// nothing: its contract is only that it never panics. The fuzz target and the regression
+/// tests of the inputs the fuzzer found call it.
+#[doc(hidden)]
+pub fn probe_untrusted(data: &[u8]) {
+    if data.len() < 2 {
+        return;
+    }
+    let (len, rest) = data.split_at(2);
+    let cut = (u16::from_le_bytes([len[0], len[1]]) as usize).min(rest.len());
+    let (config_bytes, file_bytes) = rest.split_at(cut);
+    let path = Path::new("untrusted.safetensors");
+    let opts = LoadOptions {
+        allow_nonfinite: len[0] & 1 == 1,
+    };
+    let Ok(file) = TensorFile::from_bytes(path, file_bytes.to_vec()) else {
+        return;
+    };
+    let _ = kohya::read_file(path, file.clone(), &opts);
+    let config = serde_json::from_slice::<serde_json::Value>(config_bytes)
+        .ok()
+        .and_then(|v| peft::PeftConfig::from_value(path, v).ok())
+        .or_else(|| {
+            peft::PeftConfig::from_value(path, serde_json::json!({"peft_type": "LORA"})).ok()
+        });
+    if let Some(config) = config {
+        if let Ok(adapter) = peft::read_with_config(path, file, &config, path, &opts) {
+            for m in &adapter.modules {
+                let _ = m.delta_norm();
+            }
+        }
+    }
+}

@@ -179,7 +179,7 @@ pub fn read_dir(dir: &Path, opts: &LoadOptions) -> Result<Adapter> {
         });
     }
     let file = TensorFile::open(&weights)?;
-    read_tensors(dir, file, &config, opts)
+    read_with_config(dir, file, &PeftConfig::read(&config)?, &config, opts)
 }
 
 /// Reads a bare PEFT `.safetensors` whose config sits beside it.
@@ -190,7 +190,7 @@ pub fn read_file(weights: &Path, file: TensorFile, opts: &LoadOptions) -> Result
             "PEFT-style tensors but no config: put {CONFIG_NAME} (or <name>.json) beside the file"
         ),
     })?;
-    read_tensors(weights, file, &config, opts)
+    read_with_config(weights, file, &PeftConfig::read(&config)?, &config, opts)
 }
 
 /// The two factors of one module as found in the file, either possibly missing.
@@ -210,13 +210,15 @@ impl Pair<'_> {
     }
 }
 
-fn read_tensors(
+/// Builds an adapter from parsed tensors and a parsed config (`config_path` names it in
+/// messages). The readers above and the loader's fuzz target come through here.
+pub fn read_with_config(
     user_path: &Path,
     file: TensorFile,
+    config: &PeftConfig,
     config_path: &Path,
     opts: &LoadOptions,
 ) -> Result<Adapter> {
-    let config = PeftConfig::read(config_path)?;
     let path = file.path.clone();
     let mut warnings = Vec::new();
     let mut halves: BTreeMap<&str, Pair> = BTreeMap::new();
@@ -321,7 +323,7 @@ fn read_tensors(
         path: user_path.into(),
         weights_file: path,
         format: AdapterFormat::Peft,
-        config: Some(config.raw),
+        config: Some(config.raw.clone()),
         base_model,
         target_modules,
         kohya_prefix: None,

@@ -257,10 +257,8 @@ impl TensorFile {
         let file = std::fs::File::open(path).map_err(|e| LegoError::io(path, e))?;
         let len = file.metadata().map_err(|e| LegoError::io(path, e))?.len();
         if len < 8 {
-            return Err(LegoError::Safetensors {
-                path: path.into(),
-                reason: format!("file is {len} bytes long, shorter than the 8-byte header length"),
-            });
+            // Checked before mapping: an empty file cannot be mapped at all.
+            return Err(too_short(path, len as usize));
         }
         // SAFETY: the map is read-only; a file truncated underneath us while mapped is the
         // one case mmap cannot defend against, as for every mmap-based reader.
@@ -324,6 +322,9 @@ impl TensorFile {
 /// Rejects a header length that points past the end of the file before the parser sees it,
 /// so the message says what is wrong in terms a user can act on (a truncated download).
 fn check_header_length(path: &Path, bytes: &[u8]) -> Result<()> {
+    if bytes.len() < 8 {
+        return Err(too_short(path, bytes.len()));
+    }
     let mut n = [0u8; 8];
     n.copy_from_slice(&bytes[..8]);
     let header_len = u64::from_le_bytes(n);
@@ -337,6 +338,13 @@ fn check_header_length(path: &Path, bytes: &[u8]) -> Result<()> {
         });
     }
     Ok(())
+}
+
+fn too_short(path: &Path, len: usize) -> LegoError {
+    LegoError::Safetensors {
+        path: path.into(),
+        reason: format!("file is {len} bytes long, shorter than the 8-byte header length"),
+    }
 }
 
 fn describe_safetensors_error(e: &safetensors::SafeTensorError) -> String {
