@@ -22,13 +22,14 @@ use crate::scatter::{project, Projection};
 use crate::settings::{FeatureSpace, MergeMethod, MergeSettings, ParamReweight};
 use linfa::ParamGuard;
 
-/// The unfolded units' Gram matrices of one module.
+/// The unfolded units' Gram matrices of one module, kept in f32 (the precision the GEMM
+/// produced them in) so a module of thousands of units costs 8·n² bytes, not more.
 #[derive(Debug, Clone)]
 pub struct RawGram {
     /// `A_raw A_rawᵀ`.
-    pub ga: Array2<f64>,
+    pub ga: Array2<f32>,
     /// `B_raw B_rawᵀ` (B's columns as rows).
-    pub gb: Array2<f64>,
+    pub gb: Array2<f32>,
     /// Per raw unit: index in the module's sources.
     pub source: Vec<usize>,
     /// Per raw unit: content hash (for the canonical order).
@@ -39,13 +40,13 @@ pub struct RawGram {
 }
 
 impl RawGram {
-    /// One f32 GEMM per half, widened to f64 for everything downstream.
+    /// One f32 GEMM per half; everything downstream widens to f64.
     pub fn compute(raw: &RawUnits) -> Self {
-        let ga = raw.a.dot(&raw.a.t()).mapv(f64::from);
-        let gb = raw.b.dot(&raw.b.t()).mapv(f64::from);
+        let ga = raw.a.dot(&raw.a.t());
+        let gb = raw.b.dot(&raw.b.t());
         RawGram {
-            a_sq: ga.diag().to_vec(),
-            b_sq: gb.diag().to_vec(),
+            a_sq: ga.diag().iter().map(|v| f64::from(*v)).collect(),
+            b_sq: gb.diag().iter().map(|v| f64::from(*v)).collect(),
             ga,
             gb,
             source: raw.source.clone(),
@@ -63,18 +64,15 @@ pub struct Engine {
     prepared: Vec<Mutex<Option<Arc<Prepared>>>>,
 }
 
-/// A module's units folded for one choice of weights and feature space, with their Gram matrix
-/// and its embedding: everything a change of k reuses.
+/// A module's units folded for one choice of weights and feature space, and the embedding of
+/// their Gram matrix: what a change of k reuses. The folded Gram matrices themselves are
+/// rebuilt from the raw ones when needed (O(n²)) rather than kept.
 #[derive(Debug)]
 pub struct Prepared {
     key: PreparedKey,
     /// How the units are folded.
     pub scaling: UnitScaling,
-    /// Their Gram matrices.
-    pub geom: UnitGeometry,
-    /// `G_A + G_B`.
-    pub g: Array2<f64>,
-    /// The isometric embedding of `g` (n × m).
+    /// The isometric embedding of `G_A + G_B` (n × m).
     pub y: Array2<f64>,
 }
 
@@ -211,17 +209,10 @@ impl Engine {
             return Ok(None);
         }
         let geom = self.geometry(i, &scaling);
-        let g = &geom.ga + &geom.gb;
-        let y = embed(g.view())
+        let y = embed(geom.g().view())
             .map_err(|e| gram_error(self.set.modules[i].key.as_str(), e))?
             .y;
-        let p = Arc::new(Prepared {
-            key,
-            scaling,
-            geom,
-            g,
-            y,
-        });
+        let p = Arc::new(Prepared { key, scaling, y });
         *slot = Some(Arc::clone(&p));
         Ok(Some(p))
     }
@@ -284,7 +275,9 @@ impl Engine {
         let Some(prep) = self.prepared(i, settings)? else {
             return Ok(None);
         };
-        let (scaling, geom, g) = (&prep.scaling, &prep.geom, &prep.g);
+        let scaling = &prep.scaling;
+        let geom = self.geometry(i, scaling);
+        let g = geom.g();
         let n = scaling.len();
         let mut notices = Vec::new();
         let k_req = settings.k_for(name);
@@ -305,7 +298,7 @@ impl Engine {
             centroid_a: &ca,
             centroid_b: &cb,
         });
-        let factors = lego::param_factors(settings.param_reweight, &model, g, full);
+        let factors = lego::param_factors(settings.param_reweight, &model, &g, full);
         let ranks = self.source_ranks(i, scaling);
         let out = lego::output_factor(settings, k, &ranks);
         let (a, b) = lego::merged_factors(&ca, &cb, &factors, out);
@@ -375,9 +368,10 @@ impl Engine {
                 )
             }
         };
-        let (scaling, geom) = (&prep.scaling, &prep.geom);
+        let scaling = &prep.scaling;
+        let geom = self.geometry(i, scaling);
         let projection =
-            project(prep.g.view(), membership.view()).map_err(|e| gram_error(name, e))?;
+            project(geom.g().view(), membership.view()).map_err(|e| gram_error(name, e))?;
         Ok(Some(ModuleView {
             module: i,
             unit_adapter: scaling
@@ -413,12 +407,12 @@ impl Engine {
             .sign_aware(settings.space == FeatureSpace::SignAware)
             .check()
             .map_err(|e| LegoError::Invalid(e.to_string()))?;
-        let curve = k_curve(prep.y.view(), prep.g.view(), kmax, &params).map_err(|e| {
-            LegoError::Alignment {
+        let g = self.geometry(i, &prep.scaling).g();
+        let curve =
+            k_curve(prep.y.view(), g.view(), kmax, &params).map_err(|e| LegoError::Alignment {
                 module: name.to_string(),
                 reason: format!("k curve: {e}"),
-            }
-        })?;
+            })?;
         let k = suggest_k(&curve);
         Ok((curve, k))
     }

@@ -29,6 +29,11 @@ pub struct UnitGeometry {
 }
 
 impl UnitGeometry {
+    /// The Gram matrix of the whole units, `G_A + G_B`.
+    pub fn g(&self) -> Array2<f64> {
+        &self.ga + &self.gb
+    }
+
     /// `⟨w_i ΔW_i, w_j ΔW_j⟩` for every pair of the module's sources: block sums of `G_A ∘ G_B`,
     /// since `⟨b_p a_pᵀ, b_q a_qᵀ⟩ = (a_p·a_q)(b_p·b_q)`. O(n²).
     pub fn source_products(&self) -> Array2<f64> {

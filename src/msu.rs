@@ -204,8 +204,11 @@ impl UnitScaling {
     }
 
     /// `D G_raw[keep, keep] D` for a raw Gram matrix and per-unit scale `d`.
-    pub fn scale_gram(&self, raw: &Array2<f64>, d: &Array1<f64>) -> Array2<f64> {
-        let sub = raw.select(Axis(0), &self.keep).select(Axis(1), &self.keep);
+    pub fn scale_gram(&self, raw: &Array2<f32>, d: &Array1<f64>) -> Array2<f64> {
+        let sub = raw
+            .select(Axis(0), &self.keep)
+            .select(Axis(1), &self.keep)
+            .mapv(f64::from);
         let col = d.view().insert_axis(Axis(1));
         let row = d.view().insert_axis(Axis(0));
         &sub * &col * row

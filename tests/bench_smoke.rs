@@ -55,7 +55,7 @@ fn synthetic_adapters_load_with_the_promised_shapes_and_share_directions() {
         let best = (0..n)
             .flat_map(|p| (0..n).map(move |q| (p, q)))
             .filter(|(p, q)| engine.raw_gram(i).source[*p] != engine.raw_gram(i).source[*q])
-            .map(|(p, q)| g[[p, q]].abs() / (g[[p, p]] * g[[q, q]]).sqrt())
+            .map(|(p, q)| f64::from(g[[p, q]].abs() / (g[[p, p]] * g[[q, q]]).sqrt()))
             .fold(0.0, f64::max);
         aligned += usize::from(best > 0.6);
     }

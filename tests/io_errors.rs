@@ -325,3 +325,56 @@ fn existing_output_is_refused_without_force_and_replaced_whole_with_it() {
         .collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
 }
+
+#[test]
+fn integer_and_fp8_tensors_are_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (dtype, bytes) in [("I8", 1usize), ("F8_E4M3", 1), ("F64", 8)] {
+        let mut t = lora_pair("m.q_proj", 4, 8, 8, 1);
+        t.push(RawTensor {
+            name: "scale_inv".into(),
+            dtype,
+            shape: vec![2],
+            data: vec![0; 2 * bytes],
+        });
+        let p = tmp.path().join(format!("{dtype}.safetensors"));
+        std::fs::write(&p, safetensors_bytes(&t, None)).unwrap();
+        let e = load_err(&p);
+        assert!(
+            e.contains(&format!(
+                "tensor `scale_inv` has dtype {dtype}; only F32, F16 and BF16 are supported"
+            )),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn overlapping_or_out_of_range_offsets_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Two tensors claiming the same bytes.
+    let header = r#"{"x.lora_down.weight":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]},"x.lora_up.weight":{"dtype":"F32","shape":[2,1],"data_offsets":[0,8]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes.extend([0u8; 8]);
+    let p = tmp.path().join("overlap.safetensors");
+    std::fs::write(&p, &bytes).unwrap();
+    let e = load_err(&p);
+    assert!(
+        e.contains("overlap.safetensors") && e.contains("out of range or overlap"),
+        "{e}"
+    );
+    // Offsets past the end of the data.
+    let header = r#"{"x.lora_down.weight":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]},"x.lora_up.weight":{"dtype":"F32","shape":[2,1],"data_offsets":[8,16]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes.extend([0u8; 12]);
+    let p = tmp.path().join("past.safetensors");
+    std::fs::write(&p, &bytes).unwrap();
+    let e = load_err(&p);
+    assert!(
+        e.contains("past.safetensors")
+            && (e.contains("out of range") || e.contains("does not cover")),
+        "{e}"
+    );
+}

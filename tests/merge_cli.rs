@@ -246,3 +246,87 @@ fn inspect_json_lists_modules_with_norms() {
     assert!((m["scaling"].as_f64().unwrap() - 16.0 / 8f64.sqrt()).abs() < 1e-12);
     assert!((m["delta_norm"].as_f64().unwrap() - 1.0718859201642357).abs() < 1e-5);
 }
+
+/// Runs the binary as an unprivileged user when we are root (root ignores file permissions).
+fn as_unprivileged(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        cmd.uid(65534).gid(65534);
+    }
+    cmd
+}
+
+#[test]
+fn unreadable_inputs_and_unwritable_outputs_are_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let locked = tmp.path().join("locked.safetensors");
+    std::fs::copy(fixture("peft-tiny/kohya/sort_kohya.safetensors"), &locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let o = as_unprivileged(bin().arg("inspect").arg(&locked))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("locked.safetensors") && e.contains("Permission denied"),
+        "{e}"
+    );
+
+    // An output directory nobody may write into.
+    let readable = tmp.path().join("in.safetensors");
+    std::fs::copy(fixture("peft-tiny/kohya/sort_kohya.safetensors"), &readable).unwrap();
+    std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let ro = tmp.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let o = as_unprivileged(
+        bin()
+            .args(["merge", "-k", "2", "--format", "kohya", "-o"])
+            .arg(ro.join("out.safetensors"))
+            .arg(&readable),
+    )
+    .output()
+    .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("ro/") && e.contains("Permission denied"), "{e}");
+    assert_eq!(
+        std::fs::read_dir(&ro).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
+}
+
+#[test]
+fn a_full_disk_fails_cleanly_and_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("tiny");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24k", "tmpfs"])
+        .arg(&mnt)
+        .status();
+    if !matches!(mounted, Ok(s) if s.success()) {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        return;
+    }
+    let o = bin()
+        .arg("merge")
+        .args(tiny_args())
+        .args(["-k", "8", "-o"])
+        .arg(mnt.join("out"))
+        .output()
+        .unwrap();
+    let listing: Vec<_> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let _ = Command::new("umount").arg(&mnt).status();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("No space left on device"), "{e}");
+    assert!(listing.is_empty(), "left behind: {listing:?}");
+}

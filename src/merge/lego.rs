@@ -92,7 +92,9 @@ pub fn param_factors(
         .map(|c| {
             let mean = sums[c] / counts[c].max(1) as f64;
             if centroid_norms[c] > 0.0 {
-                mean / centroid_norms[c]
+                // ≥ 1 by the triangle inequality; below 1 only by f32 rounding (a singleton's
+                // centroid is the unit itself), which must not shrink the unit.
+                (mean / centroid_norms[c]).max(1.0)
             } else {
                 1.0
             }
