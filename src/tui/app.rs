@@ -278,6 +278,14 @@ impl App {
         c
     }
 
+    /// The latest view computed for the selected module, if any (it may be stale).
+    pub fn selected_view(&self) -> Option<&Outcome<Box<ModuleView>>> {
+        match &self.view {
+            Some((m, slot)) if *m == self.selected => Some(&slot.value),
+            _ => None,
+        }
+    }
+
     /// True when the view shown is for older settings or another module.
     pub fn view_is_stale(&self) -> bool {
         !matches!(&self.view, Some((m, s)) if *m == self.selected && s.generation == self.generation)

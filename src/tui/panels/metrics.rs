@@ -19,10 +19,7 @@ const BAR: usize = 16;
 pub fn render(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let stale = app.view_is_stale();
-    let view = match &app.view {
-        Some((m, slot)) if *m == app.selected => Some(&slot.value),
-        _ => None,
-    };
+    let view = app.selected_view();
     let block = super::block("Metrics", false, stale && view.is_some(), t);
     let lines = match view {
         None => vec![Line::styled("computing…", t.muted())],

@@ -20,10 +20,7 @@ pub const CENTROID: &str = "×";
 pub fn render(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let stale = app.view_is_stale();
-    let view = match &app.view {
-        Some((m, slot)) if *m == app.selected => Some(&slot.value),
-        _ => None,
-    };
+    let view = app.selected_view();
     let by = match app.colour_by {
         ColourBy::Cluster => "cluster",
         ColourBy::Source => "source",
