@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::align::ModuleSet;
 use crate::error::{LegoError, Result};
-use crate::gram::embed;
+use crate::gram::{embed, embed_features};
 use crate::kmeans::{k_curve, silhouette, suggest_k, GramKMeans, KPoint};
 use crate::merge::baselines::{self, BaselineParams, SourceFactors};
 use crate::merge::lego;
@@ -208,10 +208,17 @@ impl Engine {
         if scaling.is_empty() {
             return Ok(None);
         }
-        let geom = self.geometry(i, &scaling);
-        let y = embed(geom.g().view())
-            .map_err(|e| gram_error(self.set.modules[i].key.as_str(), e))?
-            .y;
+        let module = &self.set.modules[i];
+        // Many units on narrow layers: embed from the features (D × D) instead of the units
+        // (n × n); either way Y Yᵀ = G.
+        let embedding = if module.d_in + module.d_out < scaling.len() {
+            let (a, b) = scaling.pool(&RawUnits::load(&self.set, module));
+            let x = ndarray::concatenate![ndarray::Axis(1), a, b].mapv(f64::from);
+            embed_features(x.view())
+        } else {
+            embed(self.geometry(i, &scaling).g().view())
+        };
+        let y = embedding.map_err(|e| gram_error(module.key.as_str(), e))?.y;
         let p = Arc::new(Prepared { key, scaling, y });
         *slot = Some(Arc::clone(&p));
         Ok(Some(p))

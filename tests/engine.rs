@@ -322,3 +322,51 @@ fn interference_matrix_equals_dense_cosines() {
     assert_eq!(view.projection.units.nrows(), view.labels.len());
     assert_eq!(view.projection.points.nrows(), view.merged.rank());
 }
+
+#[test]
+fn narrow_modules_with_many_units_embed_from_the_features_and_still_merge_exactly() {
+    // 12 adapters × rank 4 = 48 units on a 6 → 5 layer: D = 11 < n, so the embedding comes from
+    // XᵀX instead of the n × n Gram matrix.
+    let tmp = tempfile::tempdir().unwrap();
+    let paths: Vec<std::path::PathBuf> = (0..12)
+        .map(|i| {
+            let dir = tmp.path().join(format!("a{i}"));
+            write_peft_dir(
+                &dir,
+                &peft_config(serde_json::json!({"r": 4, "lora_alpha": 4})),
+                &lora_pair("m.q_proj", 4, 6, 5, 100 + i),
+            );
+            dir
+        })
+        .collect();
+    let e = engine(&paths);
+    let s = MergeSettings::default();
+    let prep = e.prepared(0, &s).unwrap().unwrap();
+    let g = e.geometry(0, &prep.scaling).g();
+    assert!(
+        prep.y.ncols() <= 11,
+        "embedding has {} columns",
+        prep.y.ncols()
+    );
+    let yyt = prep.y.dot(&prep.y.t());
+    assert!(
+        rel_diff(&yyt, &g) < 1e-6,
+        "Y Yᵀ differs from G by {:e}",
+        rel_diff(&yyt, &g)
+    );
+    let weights = vec![1.0; 12];
+    let out = e.merge_all(&no_reweight(48, weights.clone())).unwrap();
+    assert!(
+        rel_diff(
+            &merged_delta(&out.modules[0]),
+            &weighted_sum(&e, 0, &weights)
+        ) < 1e-5
+    );
+    let five = e
+        .merge_all(&MergeSettings {
+            k: 5,
+            ..MergeSettings::default()
+        })
+        .unwrap();
+    assert_eq!(five.modules[0].rank(), 5);
+}
