@@ -145,7 +145,7 @@ fn aligned(adapters: &[Adapter], sources: Vec<(usize, usize)>) -> Result<Aligned
     for &s in &sources[1..] {
         let m = module(s);
         if m.d_in != first.d_in || m.d_out != first.d_out || m.kind != first.kind {
-            return Err(LegoError::Alignment {
+            return Err(LegoError::Module {
                 module: key.to_string(),
                 reason: format!(
                     "adapter `{}` has lora_A {:?} / lora_B {:?} but adapter `{}` has lora_A {:?} / lora_B {:?}: the adapters were not trained on the same base model",

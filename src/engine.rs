@@ -122,7 +122,7 @@ fn plain(settings: &MergeSettings) -> MergeSettings {
 }
 
 fn gram_error(module: &str, e: crate::gram::GramError) -> LegoError {
-    LegoError::Alignment {
+    LegoError::Module {
         module: module.to_string(),
         reason: format!("Gram matrix: {e}"),
     }
@@ -416,7 +416,7 @@ impl Engine {
             .map_err(|e| LegoError::Invalid(e.to_string()))?;
         let g = self.geometry(i, &prep.scaling).g();
         let curve =
-            k_curve(prep.y.view(), g.view(), kmax, &params).map_err(|e| LegoError::Alignment {
+            k_curve(prep.y.view(), g.view(), kmax, &params).map_err(|e| LegoError::Module {
                 module: name.to_string(),
                 reason: format!("k curve: {e}"),
             })?;
@@ -478,12 +478,11 @@ impl Engine {
             majority_sign: settings.majority_sign,
             seed: baselines::module_seed(settings.seed, module.key.as_str()),
         };
-        let merged = baselines::merge_module(method, &sources, &params).map_err(|e| {
-            LegoError::Alignment {
+        let merged =
+            baselines::merge_module(method, &sources, &params).map_err(|e| LegoError::Module {
                 module: module.key.to_string(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         let Some(prep) = self.prepared(i, &plain(settings))? else {
             return Ok(None);
         };

@@ -46,9 +46,10 @@ pub enum LegoError {
         tensor: String,
         count: usize,
     },
-    /// Adapters that disagree about one module.
+    /// A problem with one module: adapters that disagree about it, or a merge that cannot be
+    /// computed for it.
     #[error("module `{module}`: {reason}")]
-    Alignment { module: String, reason: String },
+    Module { module: String, reason: String },
     /// A merge request that cannot be carried out.
     #[error("{0}")]
     Invalid(String),

@@ -1,9 +1,21 @@
 //! `lora-lego inspect`.
 
+use std::path::PathBuf;
+
+use clap::Args;
 use lora_lego::inspect::{render_text, report};
 use lora_lego::io::{load_adapter, LoadOptions};
 
-use super::InspectArgs;
+/// `inspect` arguments.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Adapters (PEFT directories or .safetensors files).
+    #[arg(required = true)]
+    pub adapters: Vec<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Loads each adapter and prints its report.
 pub fn run(args: &InspectArgs, load: &LoadOptions) -> anyhow::Result<()> {

@@ -10,7 +10,7 @@ pub mod settings;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 /// Merge LoRA adapters the LoRA-LEGO way.
 #[derive(Debug, Parser)]
@@ -35,7 +35,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show what each adapter holds: modules, shapes, ranks, scalings, ‖ΔW‖, non-LoRA tensors.
-    Inspect(InspectArgs),
+    Inspect(inspect::InspectArgs),
     /// Merge adapters into one and write it (PEFT directory or kohya file).
     Merge(Box<merge::MergeArgs>),
     /// Every method side by side on the same adapters: rank, error vs sum, retention, size, time.
@@ -47,17 +47,6 @@ pub enum Command {
         /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
-}
-
-/// `inspect` arguments.
-#[derive(Debug, Args)]
-pub struct InspectArgs {
-    /// Adapters (PEFT directories or .safetensors files).
-    #[arg(required = true)]
-    pub adapters: Vec<PathBuf>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Runs the parsed command line.

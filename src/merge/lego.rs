@@ -23,7 +23,7 @@ pub fn cluster(
         .seed(settings.seed)
         .sign_aware(settings.space == FeatureSpace::SignAware)
         .fit_embedding(y)
-        .map_err(|e| LegoError::Alignment {
+        .map_err(|e| LegoError::Module {
             module: module.to_string(),
             reason: format!("k-means failed: {e}"),
         })
