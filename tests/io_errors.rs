@@ -378,3 +378,22 @@ fn overlapping_or_out_of_range_offsets_are_named() {
         "{e}"
     );
 }
+
+#[test]
+fn a_file_that_is_not_an_adapter_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("notes.txt");
+    std::fs::write(&p, "hello").unwrap();
+    let e = load_err(&p);
+    assert!(
+        e.contains("notes.txt: not an adapter: expected a PEFT directory or a .safetensors file"),
+        "{e}"
+    );
+    let fake = tmp.path().join("fake.safetensors");
+    std::fs::write(&fake, "this is text, not tensors").unwrap();
+    let e = load_err(&fake);
+    assert!(
+        e.contains("fake.safetensors: not a valid safetensors file"),
+        "{e}"
+    );
+}

@@ -247,9 +247,18 @@ fn inspect_json_lists_modules_with_norms() {
     assert!((m["delta_norm"].as_f64().unwrap() - 1.0718859201642357).abs() < 1e-5);
 }
 
-/// Runs the binary as an unprivileged user when we are root (root ignores file permissions).
-fn as_unprivileged(cmd: &mut Command) -> &mut Command {
+/// The binary, run as an unprivileged user when we are root (root ignores file permissions).
+/// It runs from a copy in `dir` (world-readable), since the build directory may not be
+/// reachable for that user.
+fn unprivileged_bin(dir: &std::path::Path) -> Command {
+    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
+    let copy = dir.join("lora-lego");
+    if !copy.exists() {
+        std::fs::copy(env!("CARGO_BIN_EXE_lora-lego"), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut cmd = Command::new(copy);
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         cmd.uid(65534).gid(65534);
@@ -265,7 +274,9 @@ fn unreadable_inputs_and_unwritable_outputs_are_named() {
     let locked = tmp.path().join("locked.safetensors");
     std::fs::copy(fixture("peft-tiny/kohya/sort_kohya.safetensors"), &locked).unwrap();
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
-    let o = as_unprivileged(bin().arg("inspect").arg(&locked))
+    let o = unprivileged_bin(tmp.path())
+        .arg("inspect")
+        .arg(&locked)
         .output()
         .unwrap();
     let e = String::from_utf8_lossy(&o.stderr);
@@ -282,14 +293,12 @@ fn unreadable_inputs_and_unwritable_outputs_are_named() {
     let ro = tmp.path().join("ro");
     std::fs::create_dir(&ro).unwrap();
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
-    let o = as_unprivileged(
-        bin()
-            .args(["merge", "-k", "2", "--format", "kohya", "-o"])
-            .arg(ro.join("out.safetensors"))
-            .arg(&readable),
-    )
-    .output()
-    .unwrap();
+    let o = unprivileged_bin(tmp.path())
+        .args(["merge", "-k", "2", "--format", "kohya", "-o"])
+        .arg(ro.join("out.safetensors"))
+        .arg(&readable)
+        .output()
+        .unwrap();
     let e = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(e.contains("ro/") && e.contains("Permission denied"), "{e}");
