@@ -199,6 +199,22 @@ impl fmt::Display for OutputReweight {
     }
 }
 
+/// Reads `output_reweight` from `"mean"`, `"max"`, `"off"`, `"12.5"` or a bare number.
+fn output_reweight_from_string_or_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<OutputReweight, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Number(f64),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        Raw::Number(v) => v.to_string().parse().map_err(serde::de::Error::custom),
+    }
+}
+
 /// A per-module k: modules whose path matches `pattern` get `k`. Patterns are globs (`*`, `?`;
 /// a plain name matches exactly), or regular expressions when prefixed with `re:`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,7 +294,10 @@ pub struct MergeSettings {
     /// LEGO: parameter reweighting norm.
     pub param_reweight: ParamReweight,
     /// LEGO: output reweighting reference rank.
-    #[serde(with = "as_string")]
+    #[serde(
+        serialize_with = "as_string::serialize",
+        deserialize_with = "output_reweight_from_string_or_number"
+    )]
     pub output_reweight: OutputReweight,
     /// LEGO: a free multiplier on B' on top of output reweighting.
     pub output_scale: f64,

@@ -217,6 +217,8 @@ fn malformed_recipes_name_the_line_and_field() {
         e.contains("missing field `adapters`") || e.contains("names no adapter"),
         "{e}"
     );
+    let e = recipe_error(&ok.replace("k = 4", "k = 4\noutput_reweight = -3"));
+    assert!(e.contains("invalid output reweighting `-3`"), "{e}");
     let e = recipe_error(&ok.replace("[merge]", "[merge]\nmethod = \"average\""));
     assert!(e.contains("unknown method `average`"), "{e}");
 }
@@ -314,4 +316,49 @@ fn piped_stderr_gets_plain_progress_lines_and_quiet_silences_them() {
         .output()
         .unwrap();
     assert!(o.stderr.is_empty() && o.stdout.is_empty());
+}
+
+#[test]
+fn hand_written_recipes_may_use_relative_paths_and_bare_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    for n in ["sort", "increment"] {
+        let dst = tmp.path().join(n);
+        std::fs::create_dir(&dst).unwrap();
+        for f in ["adapter_config.json", "adapter_model.safetensors"] {
+            std::fs::copy(
+                fixture(&format!("peft-tiny/adapters/{n}")).join(f),
+                dst.join(f),
+            )
+            .unwrap();
+        }
+    }
+    let recipe = tmp.path().join("plan.toml");
+    let mut text = String::from("version = 1\n");
+    for n in ["sort", "increment"] {
+        let a = lora_lego::io::load_adapter(&tmp.path().join(n), &Default::default()).unwrap();
+        text.push_str(&format!(
+            "[[adapters]]\npath = \"{n}\"\nsha256 = \"{}\"\n",
+            lora_lego::recipe::adapter_hash(&a).unwrap()
+        ));
+    }
+    text.push_str(
+        "[merge]\nk = 3\noutput_reweight = 12\nk_overrides = [{ pattern = \"*.mlp.*\", k = 5 }]\n",
+    );
+    std::fs::write(&recipe, text).unwrap();
+    let out = tmp.path().join("out");
+    let o = bin()
+        .args(["merge", "--quiet", "--recipe"])
+        .arg(&recipe)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let written = std::fs::read_to_string(out.join("lora_lego_recipe.toml")).unwrap();
+    assert!(written.contains("output_reweight = \"12\""), "{written}");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["r"], 3);
+    assert_eq!(cfg["rank_pattern"]["model.layers.0.mlp.up_proj"], 5);
 }
