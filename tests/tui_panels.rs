@@ -540,3 +540,25 @@ fn no_color_in_the_environment_turns_colours_off() {
     assert_eq!(Theme::plain().cluster(3), Color::Reset);
     assert_eq!(Theme::plain().adapter(0), Color::Reset);
 }
+
+#[test]
+fn the_status_bar_drops_whole_key_hints_when_narrow() {
+    let mut s = Session::open(&pair(), MergeSettings::default(), 110, 32).expect("fixture loads");
+    s.event(Event::Resize(110, 32));
+    let b = s.render();
+    let last = rows(&b).last().cloned().unwrap_or_default();
+    // Every hint shown is whole: the last one before the right-hand status ends in its word.
+    let hints = [
+        "help", "quit", "module", "k here", "filter", "k", "method", "colour", "compare", "export",
+        "panel",
+    ];
+    let left = last.split("lego ·").next().unwrap_or("").trim_end();
+    assert!(
+        hints.iter().any(|h| left.ends_with(h)),
+        "cut hint in `{last}`"
+    );
+    assert!(
+        last.contains("? help") && last.contains("up to date"),
+        "{last}"
+    );
+}

@@ -67,10 +67,18 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             Span::raw(" help"),
         ]),
         _ => {
+            // Whole key hints only: a hint cut in the middle reads as a different key.
             let mut spans = vec![Span::raw(" ")];
+            let mut used = 1;
             for (k, what) in keys(app) {
+                let hint = format!(" {what}  ");
+                let width = k.chars().count() + hint.chars().count();
+                if used + width > left_area.width as usize {
+                    break;
+                }
+                used += width;
                 spans.push(Span::styled(k, t.key()));
-                spans.push(Span::raw(format!(" {what}  ")));
+                spans.push(Span::raw(hint));
             }
             Line::from(spans)
         }
