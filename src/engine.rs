@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use crate::align::ModuleSet;
 use crate::error::{LegoError, Result};
+use crate::gram::GramError;
 use crate::gram::{embed, embed_features};
 use crate::kmeans::{k_curve, silhouette, suggest_k, GramKMeans, KPoint};
 use crate::merge::baselines::{self, BaselineParams, SourceFactors};
@@ -18,7 +19,7 @@ use crate::merge::lego;
 use crate::merge::{ClusterStats, MergedModule};
 use crate::metrics::{source_mix, DeltaMetrics, UnitGeometry};
 use crate::msu::{RawUnitInfo, RawUnits, UnitScaling};
-use crate::scatter::{project, Projection};
+use crate::scatter::{PcaBasis, Projection};
 use crate::settings::{FeatureSpace, MergeMethod, MergeSettings, ParamReweight};
 use linfa::ParamGuard;
 
@@ -74,6 +75,8 @@ pub struct Prepared {
     pub scaling: UnitScaling,
     /// The isometric embedding of `G_A + G_B` (n × m).
     pub y: Array2<f64>,
+    /// The units' first two principal axes, computed when first shown.
+    pca: OnceLock<std::result::Result<PcaBasis, GramError>>,
 }
 
 /// What a [`Prepared`] depends on: the module's sources' weights (as bits) and the space.
@@ -121,7 +124,7 @@ fn plain(settings: &MergeSettings) -> MergeSettings {
     }
 }
 
-fn gram_error(module: &str, e: crate::gram::GramError) -> LegoError {
+fn gram_error(module: &str, e: GramError) -> LegoError {
     LegoError::Module {
         module: module.to_string(),
         reason: format!("Gram matrix: {e}"),
@@ -212,14 +215,17 @@ impl Engine {
         // Many units on narrow layers: embed from the features (D × D) instead of the units
         // (n × n); either way Y Yᵀ = G.
         let embedding = if module.d_in + module.d_out < scaling.len() {
-            let (a, b) = scaling.pool(&RawUnits::load(&self.set, module));
-            let x = ndarray::concatenate![ndarray::Axis(1), a, b].mapv(f64::from);
-            embed_features(x.view())
+            embed_features(self.feature_rows(i, &scaling).view())
         } else {
             embed(self.geometry(i, &scaling).g().view())
         };
         let y = embedding.map_err(|e| gram_error(module.key.as_str(), e))?.y;
-        let p = Arc::new(Prepared { key, scaling, y });
+        let p = Arc::new(Prepared {
+            key,
+            scaling,
+            y,
+            pca: OnceLock::new(),
+        });
         *slot = Some(Arc::clone(&p));
         Ok(Some(p))
     }
@@ -377,8 +383,10 @@ impl Engine {
         };
         let scaling = &prep.scaling;
         let geom = self.geometry(i, scaling);
-        let projection =
-            project(geom.g().view(), membership.view()).map_err(|e| gram_error(name, e))?;
+        let projection = self
+            .pca_basis(i, &prep, &geom)
+            .map_err(|e| gram_error(name, e))?
+            .projection(membership.view());
         Ok(Some(ModuleView {
             module: i,
             unit_adapter: scaling
@@ -393,6 +401,34 @@ impl Engine {
             interference: geom.source_cosines(),
             merged,
         }))
+    }
+
+    /// The folded units as full feature rows `[a | b]` (n × D), for the routes that work in
+    /// feature space when D < n.
+    fn feature_rows(&self, i: usize, scaling: &UnitScaling) -> Array2<f64> {
+        let (a, b) = scaling.pool(&RawUnits::load(&self.set, &self.set.modules[i]));
+        ndarray::concatenate![ndarray::Axis(1), a, b].mapv(f64::from)
+    }
+
+    /// The principal axes of a prepared pool, from the features when they are fewer than the
+    /// units (as for the embedding), computed once per pool.
+    fn pca_basis<'a>(
+        &self,
+        i: usize,
+        prep: &'a Prepared,
+        geom: &UnitGeometry,
+    ) -> std::result::Result<&'a PcaBasis, GramError> {
+        let module = &self.set.modules[i];
+        prep.pca
+            .get_or_init(|| {
+                if module.d_in + module.d_out < prep.scaling.len() {
+                    PcaBasis::from_features(self.feature_rows(i, &prep.scaling).view())
+                } else {
+                    PcaBasis::from_gram(geom.g().view())
+                }
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Inertia and silhouette over k = 1..=min(n, kmax) for module `i`, and the suggested k.

@@ -16,42 +16,97 @@ pub struct Projection {
     pub explained: [f64; 2],
 }
 
+/// The units' first two principal axes, as a map from combinations of units to 2-D points:
+/// a point `z = wᵀX` lands at `wᵀP − c`. Computed once per folded pool and reused for every k.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PcaBasis {
+    /// `n × 2`: column k is `X v_k` (the units' uncentred coordinates on axis k).
+    p: Array2<f64>,
+    /// `x̄·v_k`: the mean's coordinates, subtracted so the picture is centred.
+    c: [f64; 2],
+    /// Share of the variance each axis explains.
+    explained: [f64; 2],
+}
+
+impl PcaBasis {
+    /// From the Gram matrix: with `Gc = J G J = U Λ Uᵀ`, axis k is `v_k = Xcᵀ u_k / √λ_k`, so
+    /// `X v_k = G u_k / √λ_k` (as `u_k ⟂ 1`). O(n³).
+    pub fn from_gram(g: ArrayView2<f64>) -> Result<Self, GramError> {
+        let n = g.nrows();
+        let gc = crate::pca2d::centre_gram(g);
+        let eig = gram::sym_eigen(gc.view())?;
+        Ok(Self::assemble(n, &eig, |u, lambda| {
+            g.dot(&u) / lambda.sqrt()
+        }))
+    }
+
+    /// From the units' features (`x`, n × D) when D < n: the axes are the top eigenvectors of
+    /// the D × D scatter matrix `Xcᵀ Xc`. O(n·D² + D³).
+    pub fn from_features(x: ArrayView2<f64>) -> Result<Self, GramError> {
+        let n = x.nrows();
+        let mean = x
+            .mean_axis(ndarray::Axis(0))
+            .unwrap_or_else(|| Array1::zeros(x.ncols()));
+        let xc = &x - &mean;
+        let eig = gram::sym_eigen(xc.t().dot(&xc).view())?;
+        // Here the eigenvectors are the axes themselves.
+        Ok(Self::assemble(n, &eig, |v, _| x.dot(&v)))
+    }
+
+    /// Keeps the top two components; `axis(vector, λ)` returns the units' coordinates `X v_k`.
+    fn assemble(
+        n: usize,
+        eig: &gram::SymEigen,
+        axis: impl Fn(Array1<f64>, f64) -> Array1<f64>,
+    ) -> Self {
+        let mut p = Array2::zeros((n, 2));
+        let mut c = [0.0; 2];
+        let mut explained = [0.0; 2];
+        if n == 0 {
+            return PcaBasis { p, c, explained };
+        }
+        let total: f64 = eig.values.iter().filter(|v| **v > 0.0).sum();
+        let kept =
+            gram::count_kept(&eig.values, n.max(eig.values.len()) as f64 * f64::EPSILON).min(2);
+        for k in 0..kept {
+            let lambda = eig.values[k];
+            let col = axis(eig.vectors.column(k).to_owned(), lambda);
+            c[k] = col.sum() / n as f64;
+            p.column_mut(k).assign(&col);
+            explained[k] = if total > 0.0 { lambda / total } else { 0.0 };
+        }
+        PcaBasis { p, c, explained }
+    }
+
+    /// The 2-D points of the combinations `w` (rows: coefficients over the units).
+    pub fn points(&self, w: ArrayView2<f64>) -> Array2<f64> {
+        let mut out = w.dot(&self.p);
+        for mut row in out.rows_mut() {
+            row[0] -= self.c[0];
+            row[1] -= self.c[1];
+        }
+        out
+    }
+
+    /// The units' own positions and the points of `w`.
+    pub fn projection(&self, w: ArrayView2<f64>) -> Projection {
+        let mut units = self.p.clone();
+        for mut row in units.rows_mut() {
+            row[0] -= self.c[0];
+            row[1] -= self.c[1];
+        }
+        Projection {
+            units,
+            points: self.points(w),
+            explained: self.explained,
+        }
+    }
+}
+
 /// Projects the units behind `g` and the combinations `w` (p × n; row c is the point
 /// `Σ_i w_ci x_i`) on the first two principal axes of the units.
-///
-/// With `Gc = J G J = U Λ Uᵀ`, axis k is `v_k = Xcᵀ u_k / √λ_k`, so a point `z = wᵀX` lands at
-/// `(z − x̄)·v_k = (w − 1/n)ᵀ G u_k / √λ_k` — a product of small matrices.
 pub fn project(g: ArrayView2<f64>, w: ArrayView2<f64>) -> Result<Projection, GramError> {
-    let n = g.nrows();
-    let mut units = Array2::zeros((n, 2));
-    let mut points = Array2::zeros((w.nrows(), 2));
-    if n == 0 {
-        return Ok(Projection {
-            units,
-            points,
-            explained: [0.0; 2],
-        });
-    }
-    let gc = crate::pca2d::centre_gram(g);
-    let eig = gram::sym_eigen(gc.view())?;
-    let total: f64 = eig.values.iter().filter(|v| **v > 0.0).sum();
-    let kept = gram::count_kept(&eig.values, n as f64 * f64::EPSILON).min(2);
-    let mut explained = [0.0; 2];
-    let shifted = &w - 1.0 / n as f64;
-    let gw = shifted.dot(&g);
-    for (c, share) in explained.iter_mut().enumerate().take(kept) {
-        let lambda = eig.values[c];
-        let u = eig.vectors.column(c);
-        units.column_mut(c).assign(&(&u * lambda.sqrt()));
-        let p: Array1<f64> = gw.dot(&u) / lambda.sqrt();
-        points.column_mut(c).assign(&p);
-        *share = if total > 0.0 { lambda / total } else { 0.0 };
-    }
-    Ok(Projection {
-        units,
-        points,
-        explained,
-    })
+    Ok(PcaBasis::from_gram(g)?.projection(w))
 }
 
 #[cfg(test)]
@@ -93,5 +148,24 @@ mod tests {
             assert!((v.dot(&v) - 1.0).abs() < 1e-10);
         }
         assert!(p.explained[0] >= p.explained[1] && p.explained[0] + p.explained[1] <= 1.0 + 1e-12);
+
+        // The feature route gives the same picture, up to the sign of each axis.
+        let f = PcaBasis::from_features(x.view())
+            .unwrap()
+            .projection(w.view());
+        for k in 0..2 {
+            let sign = if (f.units[[0, k]] >= 0.0) == (p.units[[0, k]] >= 0.0) {
+                1.0
+            } else {
+                -1.0
+            };
+            for i in 0..x.nrows() {
+                assert!((f.units[[i, k]] - sign * p.units[[i, k]]).abs() < 1e-10);
+            }
+            for c in 0..2 {
+                assert!((f.points[[c, k]] - sign * p.points[[c, k]]).abs() < 1e-10);
+            }
+            assert!((f.explained[k] - p.explained[k]).abs() < 1e-12);
+        }
     }
 }
