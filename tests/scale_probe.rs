@@ -37,6 +37,14 @@ fn two_hundred_adapters_merge_with_bounded_memory() {
     let merge = t.elapsed();
     assert_eq!(out.modules.len(), 7);
     assert!(out.modules.iter().all(|m| m.rank() == 64));
+    let view = |k: usize| {
+        let t = Instant::now();
+        let s = lora_lego::recipe::MergeSettings { k, ..Default::default() };
+        assert!(engine.module_view(6, &s).unwrap().is_some());
+        t.elapsed().as_secs_f64() * 1e3
+    };
+    let (first, again) = (view(64), view(32));
+    println!("explorer view of one module: first {first:.0} ms, after a change of k {again:.0} ms");
     println!(
         "200 adapters, {} units per module: load {:.2} s, merge {:.2} s, peak RSS {:.0} MB, input {:.0} MB",
         engine.raw_gram(0).source.len(),
