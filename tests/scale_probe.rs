@@ -39,7 +39,10 @@ fn two_hundred_adapters_merge_with_bounded_memory() {
     assert!(out.modules.iter().all(|m| m.rank() == 64));
     let view = |k: usize| {
         let t = Instant::now();
-        let s = lora_lego::recipe::MergeSettings { k, ..Default::default() };
+        let s = lora_lego::recipe::MergeSettings {
+            k,
+            ..Default::default()
+        };
         assert!(engine.module_view(6, &s).unwrap().is_some());
         t.elapsed().as_secs_f64() * 1e3
     };
