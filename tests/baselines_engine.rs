@@ -62,10 +62,7 @@ fn every_golden_is_reproduced_through_the_engine_and_the_exporter() {
             let rel = rel_diff(&dense_delta(a), &dense_delta(b));
             assert!(rel <= tol, "{name} {}: rel {rel:e}", a.key);
         }
-        let cfg: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(target.join("adapter_config.json")).unwrap(),
-        )
-        .unwrap();
+        let cfg: serde_json::Value = read_config(&target);
         assert_eq!(cfg["r"], g["r"], "{name}");
         assert_eq!(cfg["lora_alpha"], g["lora_alpha"], "{name}");
     }

@@ -153,9 +153,7 @@ fn gpt2_fan_in_fan_out_factors_are_read_as_stored_not_transposed() {
         false,
     )
     .unwrap();
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
-            .unwrap();
+    let cfg: serde_json::Value = read_config(&out);
     assert_eq!(cfg["fan_in_fan_out"], true);
     assert_eq!(load(&out).modules[0].a.shape(), [2, 32]);
 }
@@ -200,9 +198,7 @@ fn rank_and_alpha_patterns_follow_peft_suffix_rule_and_are_written_back() {
     for (m0, m1) in adapter.modules.iter().zip(&back.modules) {
         assert_eq!(m0.scale, m1.scale, "{}", m0.key);
     }
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
-            .unwrap();
+    let cfg: serde_json::Value = read_config(&out);
     assert_eq!(cfg["r"], 4);
     assert_eq!(cfg["rank_pattern"]["model.layers.0.self_attn.q_proj"], 2);
     assert_eq!(cfg["alpha_pattern"]["model.layers.1.self_attn.v_proj"], 32);

@@ -58,9 +58,7 @@ fn merge_writes_a_peft_adapter_with_scaling_one_and_reports_json() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary["modules"].as_array().unwrap().len(), 14);
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
-            .unwrap();
+    let cfg: serde_json::Value = read_config(&out);
     assert_eq!(cfg["r"], 6);
     assert_eq!(cfg["lora_alpha"], 6);
     assert_eq!(cfg["rank_pattern"]["model.layers.0.mlp.up_proj"], 3);
@@ -88,9 +86,7 @@ fn rslora_first_source_does_not_leak_into_the_merged_config() {
         .status()
         .unwrap();
     assert!(st.success());
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
-            .unwrap();
+    let cfg: serde_json::Value = read_config(&out);
     assert_eq!(cfg["use_rslora"], false);
 }
 
@@ -129,9 +125,7 @@ fn heads_are_dropped_with_a_note_or_kept_on_request() {
     assert!(o.status.success());
     let back = lora_lego::io::load_adapter(&kept, &Default::default()).unwrap();
     assert_eq!(back.extras.len(), 4);
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(kept.join("adapter_config.json")).unwrap())
-            .unwrap();
+    let cfg: serde_json::Value = read_config(&kept);
     assert_eq!(
         cfg["modules_to_save"],
         serde_json::json!(["classifier", "score"])

@@ -141,9 +141,7 @@ fn flags_override_recipe_fields_and_save_recipe_writes_one_without_merging() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let written = std::fs::read_to_string(out.join("lora_lego_recipe.toml")).unwrap();
     assert!(written.contains("k = 2"), "{written}");
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
-            .unwrap();
+    let cfg: serde_json::Value = read_config(&out);
     assert_eq!(cfg["r"], 2);
 }
 
@@ -356,9 +354,7 @@ fn hand_written_recipes_may_use_relative_paths_and_bare_numbers() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let written = std::fs::read_to_string(out.join("lora_lego_recipe.toml")).unwrap();
     assert!(written.contains("output_reweight = \"12\""), "{written}");
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
-            .unwrap();
+    let cfg: serde_json::Value = read_config(&out);
     assert_eq!(cfg["r"], 3);
     assert_eq!(cfg["rank_pattern"]["model.layers.0.mlp.up_proj"], 5);
 }

@@ -154,3 +154,9 @@ pub fn rel_diff(x: &ndarray::Array2<f64>, y: &ndarray::Array2<f64>) -> f64 {
     let den = y.mapv(|v| v * v).sum().sqrt();
     num / den.max(1e-300)
 }
+
+/// The `adapter_config.json` of a written PEFT directory, parsed.
+pub fn read_config(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("adapter_config.json")).unwrap())
+        .unwrap()
+}
