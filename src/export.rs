@@ -75,8 +75,22 @@ pub fn export(
     target: &Path,
     force: bool,
 ) -> Result<Vec<String>> {
-    let (mut out, notices) = adapter_out(engine, output, settings)?;
     let recipe = Recipe::describe(&engine.set.adapters, settings)?.to_toml();
+    export_with_recipe(engine, output, settings, target, force, &recipe)
+}
+
+/// [`export`] with the recipe text already made (describing hashes every input file, which
+/// a caller that also saves the recipe elsewhere need not do twice).
+pub fn export_with_recipe(
+    engine: &Engine,
+    output: &MergeOutput,
+    settings: &MergeSettings,
+    target: &Path,
+    force: bool,
+    recipe: &str,
+) -> Result<Vec<String>> {
+    let (mut out, notices) = adapter_out(engine, output, settings)?;
+    let recipe = recipe.to_string();
     out.metadata
         .insert(RECIPE_METADATA_KEY.into(), recipe.clone());
     out.side_files.push((RECIPE_FILE.into(), recipe));

@@ -125,15 +125,14 @@ impl Recipe {
             .collect()
     }
 
-    /// Checks each loaded adapter against the hash the recipe recorded.
-    pub fn check_hashes(&self, adapters: &[Adapter]) -> Result<()> {
-        for (want, a) in self.adapters.iter().zip(adapters) {
-            let got = adapter_hash(a)?;
-            if got != want.sha256 {
+    /// Checks the inputs as they are now (`current`, from [`Recipe::describe`], which hashed
+    /// them) against the hashes this recipe recorded.
+    pub fn check_inputs(&self, current: &Recipe) -> Result<()> {
+        for (want, got) in self.adapters.iter().zip(&current.adapters) {
+            if got.sha256 != want.sha256 {
                 return Err(LegoError::Invalid(format!(
-                    "{}: this adapter changed since the recipe was written (sha256 {got}, recipe says {}); pass --allow-changed-inputs to merge it anyway",
-                    a.path.display(),
-                    want.sha256
+                    "{}: this adapter changed since the recipe was written (sha256 {}, recipe says {}); pass --allow-changed-inputs to merge it anyway",
+                    got.path, got.sha256, want.sha256
                 )));
             }
         }

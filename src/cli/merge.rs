@@ -108,13 +108,15 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
     let progress = Progress::new(args.quiet || args.json);
     progress.log(&format!("loading {} adapter(s)", paths.len()));
     let adapters = load_all(&paths, load)?;
+    // Hashing reads every input file: once, for the check and for every recipe written.
+    let described = Recipe::describe(&adapters, &settings)?;
     if let Some(recipe) = &recipe {
-        recipe.check_hashes(&adapters)?;
+        recipe.check_inputs(&described)?;
     }
+    let recipe_text = described.to_toml();
     let engine = Engine::new(ModuleSet::new(adapters)?);
     if let Some(r) = &args.save_recipe {
-        let text = Recipe::describe(&engine.set.adapters, &settings)?.to_toml();
-        atomic_file(r, args.force, |tmp| write_text(tmp, &text))?;
+        atomic_file(r, args.force, |tmp| write_text(tmp, &recipe_text))?;
     }
     let Some(out_path) = &args.out else {
         return Ok(());
@@ -133,8 +135,15 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
     notices.extend(output.notices.iter().cloned());
     progress.log(&format!("writing {}", out_path.display()));
     notices.extend(
-        lora_lego::export::export(&engine, &output, &settings, out_path, args.force)
-            .with_context(|| format!("writing {}", out_path.display()))?,
+        lora_lego::export::export_with_recipe(
+            &engine,
+            &output,
+            &settings,
+            out_path,
+            args.force,
+            &recipe_text,
+        )
+        .with_context(|| format!("writing {}", out_path.display()))?,
     );
     let summary = summarise(&engine, &output, &settings, Some(out_path), notices);
     if args.json {
