@@ -62,6 +62,20 @@ pub enum LegoError {
 pub type Result<T, E = LegoError> = std::result::Result<T, E>;
 
 impl LegoError {
+    /// A tensor of an unsupported kind or layout in `path`.
+    pub fn unsupported(path: &std::path::Path, tensor: &str, reason: impl Into<String>) -> Self {
+        LegoError::Unsupported {
+            path: path.into(),
+            tensor: tensor.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A LoRA factor in `path` whose partner (`lacks`) is not in the file.
+    pub fn unpaired(path: &std::path::Path, tensor: &str, lacks: &str) -> Self {
+        Self::unsupported(path, tensor, format!("has no matching {lacks} tensor"))
+    }
+
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         LegoError::Io {

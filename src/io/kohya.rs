@@ -25,11 +25,8 @@ pub fn read_file(user_path: &Path, file: TensorFile, opts: &LoadOptions) -> Resu
     let mut parts: BTreeMap<&str, Parts> = BTreeMap::new();
     let mut extras = Vec::new();
     for (name, t) in &file.tensors {
-        let kind = classify_kohya(name).map_err(|reason| LegoError::Unsupported {
-            path: path.clone(),
-            tensor: name.clone(),
-            reason,
-        })?;
+        let kind =
+            classify_kohya(name).map_err(|reason| LegoError::unsupported(&path, name, reason))?;
         match kind {
             KohyaKey::Down(s) => parts.entry(s).or_default().down = Some((name, t)),
             KohyaKey::Up(s) => parts.entry(s).or_default().up = Some((name, t)),
@@ -44,19 +41,15 @@ pub fn read_file(user_path: &Path, file: TensorFile, opts: &LoadOptions) -> Resu
     let mut modules = Vec::new();
     let mut defaulted_alpha = 0usize;
     for (stem, p) in &parts {
-        let missing = |have: &str, lacks: &str| LegoError::Unsupported {
-            path: path.clone(),
-            tensor: have.to_string(),
-            reason: format!("has no matching {lacks} tensor"),
-        };
         let (a_name, a) = match p.down {
             Some(d) => d,
             None => {
                 let have = p.up.or(p.alpha).map(|x| x.0).unwrap_or(stem);
-                return Err(missing(have, "lora_down.weight"));
+                return Err(LegoError::unpaired(&path, have, "lora_down.weight"));
             }
         };
-        let (b_name, b) = p.up.ok_or_else(|| missing(a_name, "lora_up.weight"))?;
+        let (b_name, b) =
+            p.up.ok_or_else(|| LegoError::unpaired(&path, a_name, "lora_up.weight"))?;
         let (kind, rank, d_in, d_out) = factor_shapes(&path, a_name, a, b_name, b, false)?;
         let alpha = match p.alpha {
             Some((alpha_name, t)) => {

@@ -224,11 +224,8 @@ pub fn read_with_config(
     let mut halves: BTreeMap<&str, Pair> = BTreeMap::new();
     let mut extras = Vec::new();
     for (name, t) in &file.tensors {
-        let kind = classify_peft(name).map_err(|reason| LegoError::Unsupported {
-            path: path.clone(),
-            tensor: name.clone(),
-            reason,
-        })?;
+        let kind =
+            classify_peft(name).map_err(|reason| LegoError::unsupported(&path, name, reason))?;
         match kind {
             PeftKey::A { stem, embedding } => {
                 let e = halves.entry(stem).or_insert(Pair::new(embedding));
@@ -259,13 +256,9 @@ pub fn read_with_config(
     });
     let mut modules = Vec::new();
     for (stem, Pair { a, b, embedding }) in halves {
-        let missing = |have: &str, lacks: &str| LegoError::Unsupported {
-            path: path.clone(),
-            tensor: have.to_string(),
-            reason: format!("has no matching {lacks} tensor"),
-        };
-        let (a_name, a) = a.ok_or_else(|| missing(b.map(|x| x.0).unwrap_or(stem), "lora_A"))?;
-        let (b_name, b) = b.ok_or_else(|| missing(a_name, "lora_B"))?;
+        let (a_name, a) =
+            a.ok_or_else(|| LegoError::unpaired(&path, b.map(|x| x.0).unwrap_or(stem), "lora_A"))?;
+        let (b_name, b) = b.ok_or_else(|| LegoError::unpaired(&path, a_name, "lora_B"))?;
         let (kind, rank, d_in, d_out) = factor_shapes(&path, a_name, a, b_name, b, embedding)?;
         let module_path = stem.strip_prefix(PEFT_PREFIX).unwrap_or(stem);
         let r_cfg = match match_pattern(&config.rank_pattern, module_path) {
