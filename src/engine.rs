@@ -478,26 +478,22 @@ impl Engine {
         };
         let module = &self.set.modules[i];
         let method = method.for_adapter_count(self.set.adapters.len());
-        let factors: Vec<(Array2<f32>, Array2<f32>, f32, f32)> = module
+        // One read of the factors serves the merge (per-source row blocks) and the metrics.
+        let raw = RawUnits::load(&self.set, module);
+        let mut row = 0;
+        let sources: Vec<SourceFactors> = module
             .sources
             .iter()
             .map(|&s| {
                 let m = self.set.source(s);
-                (
-                    m.a_matrix(),
-                    m.b_matrix(),
-                    m.scale as f32,
-                    settings.weight(s.0) as f32,
-                )
-            })
-            .collect();
-        let sources: Vec<SourceFactors> = factors
-            .iter()
-            .map(|(a, b, scale, weight)| SourceFactors {
-                a: a.view(),
-                b: b.view(),
-                scale: *scale,
-                weight: *weight,
+                let rows = row..row + m.rank;
+                row += m.rank;
+                SourceFactors {
+                    a: raw.a.slice(ndarray::s![rows.clone(), ..]),
+                    b: raw.b.slice(ndarray::s![rows, ..]).reversed_axes(),
+                    scale: m.scale as f32,
+                    weight: settings.weight(s.0) as f32,
+                }
             })
             .collect();
         let max_rank = self
@@ -522,7 +518,6 @@ impl Engine {
         let Some(prep) = self.prepared(i, &plain(settings))? else {
             return Ok(None);
         };
-        let raw = RawUnits::load(&self.set, module);
         let (pool_a, pool_b) = prep.scaling.pool(&raw);
         let metrics = DeltaMetrics::from_factors(
             pool_a.view(),
