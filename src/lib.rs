@@ -14,6 +14,7 @@ pub mod gram;
 pub mod inspect;
 pub mod io;
 pub mod kmeans;
+pub mod linalg;
 pub mod merge;
 pub mod metrics;
 pub mod msu;

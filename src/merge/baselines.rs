@@ -229,6 +229,9 @@ pub struct BaselineParams {
     pub seed: u64,
 }
 
+/// PEFT's density when none is given (the fraction kept by TIES / DARE / magnitude pruning).
+pub const DEFAULT_DENSITY: f64 = 0.5;
+
 impl Default for BaselineParams {
     fn default() -> Self {
         Self {

@@ -714,7 +714,7 @@ impl App {
             Control::Method => {
                 let all = MergeMethod::all();
                 let i = all.iter().position(|m| *m == s.method).unwrap_or(0) as i32;
-                s.method = all[(i + dir).rem_euclid(all.len() as i32) as usize];
+                *s = s.with_method(all[(i + dir).rem_euclid(all.len() as i32) as usize]);
             }
             Control::K => {
                 let k = (s.k as i64 + dir as i64).max(1) as usize;

@@ -41,8 +41,21 @@ pub fn merge_args(settings: &MergeSettings, adapters: &[PathBuf], out: &Path) ->
     if let Some(r) = settings.svd_rank {
         v.push(format!("--svd-rank={r}"));
     }
-    if settings.density != d.density {
-        v.push(format!("--density={}", settings.density));
+    if let Some(density) = settings.density {
+        v.push(format!("--density={density}"));
+    }
+    if let Some(scale) = settings.scale {
+        v.push(format!("--scale={scale}"));
+    }
+    v.push(format!("--units={}", settings.units));
+    v.push(format!("--kc={}", settings.kc));
+    v.push(format!("--post={}", settings.post));
+    v.push(format!("--ensemble={}", settings.ensemble));
+    if let Some(f) = settings.rank_fraction {
+        v.push(format!("--rank-fraction={f}"));
+    }
+    if let Some(f) = settings.common_fraction {
+        v.push(format!("--common-fraction={f}"));
     }
     if settings.majority_sign != d.majority_sign {
         v.push(format!("--majority-sign={}", settings.majority_sign));

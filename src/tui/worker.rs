@@ -264,10 +264,7 @@ pub fn comparison(engine: &Engine, settings: &MergeSettings, module: usize) -> C
     let module_rows = methods
         .par_iter()
         .map(|&method| {
-            let s = MergeSettings {
-                method,
-                ..settings.clone()
-            };
+            let s = settings.with_method(method);
             let r = engine
                 .merge_module(module, &s)
                 .map(|m| m.as_ref().map(ModuleSummary::of))
