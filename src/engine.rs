@@ -294,7 +294,9 @@ impl Engine {
             if weight == 0.0 {
                 continue;
             }
-            let mut rows: Vec<usize> = (0..raw.source.len()).filter(|&r| raw.source[r] == si).collect();
+            let mut rows: Vec<usize> = (0..raw.source.len())
+                .filter(|&r| raw.source[r] == si)
+                .collect();
             rows.sort_by_key(|&r| (hashes[r], r));
             let gather = |m: &Array2<f32>| {
                 Array2::from_shape_fn((rows.len(), m.ncols()), |(r, c)| f64::from(m[[rows[r], c]]))

@@ -58,7 +58,11 @@ impl MergeMethod {
                     .iter()
                     .map(|m| MergeMethod::Baseline(*m)),
             )
-            .chain(DataFreeMethod::ALL.iter().map(|m| MergeMethod::DataFree(*m)))
+            .chain(
+                DataFreeMethod::ALL
+                    .iter()
+                    .map(|m| MergeMethod::DataFree(*m)),
+            )
             .collect()
     }
 
@@ -239,7 +243,9 @@ impl FromStr for UnitBasis {
             "raw" => Ok(Self::Raw),
             "svd" => Ok(Self::Svd),
             "centred" | "centered" => Ok(Self::Centred),
-            _ => Err(format!("unknown unit basis `{s}` (expected raw, svd or centred)")),
+            _ => Err(format!(
+                "unknown unit basis `{s}` (expected raw, svd or centred)"
+            )),
         }
     }
 }
@@ -274,7 +280,9 @@ impl FromStr for PostStep {
             "none" => Ok(Self::None),
             "iso" => Ok(Self::Iso),
             "tsv" => Ok(Self::Tsv),
-            _ => Err(format!("unknown post-step `{s}` (expected none, iso or tsv)")),
+            _ => Err(format!(
+                "unknown post-step `{s}` (expected none, iso or tsv)"
+            )),
         }
     }
 }

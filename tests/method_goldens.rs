@@ -112,7 +112,11 @@ fn tasks_in_order(adapters: &[Adapter], module: &str) -> Vec<CoreTask> {
     adapters
         .iter()
         .map(|ad| {
-            let m = ad.modules.iter().find(|m| m.key.as_str() == module).unwrap();
+            let m = ad
+                .modules
+                .iter()
+                .find(|m| m.key.as_str() == module)
+                .unwrap();
             CoreTask {
                 a: m.a_matrix().mapv(f64::from),
                 b: m.b_matrix().t().mapv(f64::from),
@@ -130,12 +134,17 @@ fn dense(f: &lora_lego::merge::core_space::LoraFactors) -> Array2<f64> {
 fn knots_dare_ties_with_the_reference_masks_matches_its_golden() {
     let inputs = tiny_inputs();
     let golden = deltas(&load("method-goldens/knots_dare_ties"));
-    let bytes = std::fs::read(fixture("method-goldens/knots_dare_ties/dare_keep_masks.safetensors"))
-        .unwrap();
+    let bytes = std::fs::read(fixture(
+        "method-goldens/knots_dare_ties/dare_keep_masks.safetensors",
+    ))
+    .unwrap();
     let masks = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let spec = &manifest("method-goldens/MANIFEST.json")["goldens"]["knots_dare_ties"]["params"];
     let drop = spec["dare_p"].as_f64().unwrap();
-    assert_eq!(1.0 - drop, DataFreeMethod::KnotsDareTies.default_density().unwrap());
+    assert_eq!(
+        1.0 - drop,
+        DataFreeMethod::KnotsDareTies.default_density().unwrap()
+    );
     let mut ours = BTreeMap::new();
     for key in golden.keys() {
         let keep: Vec<Array2<bool>> = (0..3)
@@ -224,4 +233,272 @@ fn find_partitions(spec: &Value) -> BTreeMap<String, Vec<usize>> {
             )
         })
         .collect()
+}
+
+fn planted(dir: &str) -> Vec<Adapter> {
+    ["p0", "p1", "p2"]
+        .iter()
+        .map(|n| load(&format!("method-goldens/lego-planted/{dir}/{n}")))
+        .collect()
+}
+
+const PLANTED_SETTINGS: [(&str, ParamReweight, OutputReweight); 6] = [
+    (
+        "param-linf_output-mean",
+        ParamReweight::Linf,
+        OutputReweight::Mean,
+    ),
+    (
+        "param-linf_output-off",
+        ParamReweight::Linf,
+        OutputReweight::Off,
+    ),
+    (
+        "param-l2_output-mean",
+        ParamReweight::L2,
+        OutputReweight::Mean,
+    ),
+    (
+        "param-l2_output-off",
+        ParamReweight::L2,
+        OutputReweight::Off,
+    ),
+    (
+        "param-off_output-mean",
+        ParamReweight::Off,
+        OutputReweight::Mean,
+    ),
+    (
+        "param-off_output-off",
+        ParamReweight::Off,
+        OutputReweight::Off,
+    ),
+];
+
+#[test]
+fn lego_with_k_below_n_matches_the_planted_goldens_in_every_reweighting_and_space() {
+    let plain = engine_of(planted("adapters"));
+    let flipped = engine_of(planted("adapters-flipped"));
+    for (name, param, output) in PLANTED_SETTINGS {
+        let settings = MergeSettings {
+            k: 4,
+            param_reweight: param,
+            output_reweight: output,
+            ..MergeSettings::default()
+        };
+        let golden = deltas(&load(&format!("method-goldens/lego-planted/plain_{name}")));
+        assert_close(name, &merged_deltas(&plain, &settings), &golden, 1e-5);
+        // Negated units are the same update: the sign-aware space must undo the flips.
+        let sign = MergeSettings {
+            space: FeatureSpace::SignAware,
+            ..settings
+        };
+        let golden = deltas(&load(&format!("method-goldens/lego-planted/sign_{name}")));
+        assert_close(name, &merged_deltas(&flipped, &sign), &golden, 1e-5);
+    }
+}
+
+#[test]
+fn core_space_lego_with_raw_units_matches_the_planted_goldens() {
+    let inputs = planted("adapters");
+    for (name, param, output) in PLANTED_SETTINGS {
+        let lego = LegoCore {
+            units: UnitBasis::Raw,
+            kc: 6,
+            k: 4,
+            sign_aware: false,
+            param,
+            output,
+            output_scale: 1.0,
+            post: PostStep::None,
+            alpha: 1.0,
+            seed: 0,
+            n_init: 10,
+            max_iter: 300,
+            tol: 1e-6,
+            ensemble: 3,
+        };
+        let golden = deltas(&load(&format!("method-goldens/lego-planted/plain_{name}")));
+        let mut ours = BTreeMap::new();
+        for key in golden.keys() {
+            let core = CoreSpace::new(&tasks_in_order(&inputs, key)).unwrap();
+            let merged = lego.run(&core, None).unwrap();
+            ours.insert(key.clone(), dense(&core.lift(merged.core.view()).unwrap()));
+        }
+        assert_close(name, &ours, &golden, 1e-5);
+    }
+}
+
+/// LEGO with core-space options at settings where methods.md §9 proves it equals another
+/// method exactly.
+fn lego_variant(units: UnitBasis, post: PostStep, k: usize) -> MergeSettings {
+    MergeSettings {
+        method: MergeMethod::Lego,
+        units,
+        post,
+        k,
+        kc: 2,
+        space: FeatureSpace::SignAware,
+        param_reweight: ParamReweight::Off,
+        output_reweight: OutputReweight::Off,
+        ..MergeSettings::default()
+    }
+}
+
+#[test]
+fn lego_options_reduce_exactly_to_the_methods_they_generalise() {
+    let engine = engine_of(tiny_inputs());
+    let cases = [
+        (
+            "raw, post iso",
+            lego_variant(UnitBasis::Raw, PostStep::Iso, 100),
+            method("iso_c"),
+        ),
+        (
+            "svd, post tsv",
+            lego_variant(UnitBasis::Svd, PostStep::Tsv, 100),
+            method("tsv"),
+        ),
+        (
+            "centred kc 2, k = T·kc",
+            lego_variant(UnitBasis::Centred, PostStep::None, 6),
+            MergeSettings {
+                // ⌈0.1 · 20⌉ = 2 = kc.
+                rank_fraction: Some(0.1),
+                ..method("cart")
+            },
+        ),
+        (
+            "raw, 2 seeds, k = N",
+            MergeSettings {
+                ensemble: 2,
+                ..lego_variant(UnitBasis::Raw, PostStep::None, 100)
+            },
+            method("task_arithmetic"),
+        ),
+    ];
+    for (what, lego, other) in cases {
+        let worst = assert_close(
+            what,
+            &merged_deltas(&engine, &lego),
+            &merged_deltas(&engine, &other),
+            // Both sides are written as f32 factors.
+            1e-6,
+        );
+        println!("{what:<24} {worst:.2e}");
+    }
+}
+
+/// Dense full-space versions of the methods whose core and full forms are equal (methods.md
+/// §10), computed from the d_out × d_in deltas.
+fn dense_reference(name: &str, tasks: &[Array2<f64>]) -> Array2<f64> {
+    use lora_lego::linalg::{polar, svd};
+    let sum = tasks
+        .iter()
+        .fold(Array2::zeros(tasks[0].dim()), |acc, t| acc + t);
+    match name {
+        "task_arithmetic" => sum,
+        "iso_c" => {
+            let d = svd(sum.view()).unwrap();
+            let r = d.rank(1e-9);
+            let mean = d.s.iter().take(r).sum::<f64>() / r as f64;
+            d.u.slice(ndarray::s![.., ..r])
+                .dot(&d.v.slice(ndarray::s![.., ..r]).t())
+                * mean
+        }
+        "tsv" => {
+            let (mut us, mut vs, mut ss) = (Vec::new(), Vec::new(), Vec::new());
+            for t in tasks {
+                let d = svd(t.view()).unwrap();
+                let r = d.rank(1e-9);
+                us.push(d.u.slice(ndarray::s![.., ..r]).to_owned());
+                vs.push(d.v.slice(ndarray::s![.., ..r]).to_owned());
+                ss.extend(d.s.iter().take(r).copied());
+            }
+            let cat = |p: &[Array2<f64>]| {
+                ndarray::concatenate(
+                    ndarray::Axis(1),
+                    &p.iter().map(|x| x.view()).collect::<Vec<_>>(),
+                )
+                .unwrap()
+            };
+            let pu = polar(cat(&us).view(), 1e-9).unwrap();
+            let pv = polar(cat(&vs).view(), 1e-9).unwrap();
+            (&pu * &ndarray::Array1::from(ss).insert_axis(ndarray::Axis(0))).dot(&pv.t())
+        }
+        _ => unreachable!("{name}"),
+    }
+}
+
+#[test]
+fn core_space_equals_the_dense_full_space_method() {
+    let inputs = tiny_inputs();
+    let engine = engine_of(tiny_inputs());
+    for name in ["task_arithmetic", "iso_c", "tsv"] {
+        let ours = merged_deltas(&engine, &method(name));
+        let mut theirs = BTreeMap::new();
+        for key in ours.keys() {
+            let tasks: Vec<Array2<f64>> = inputs
+                .iter()
+                .map(|ad| dense_delta(ad.modules.iter().find(|m| m.key.as_str() == key).unwrap()))
+                .collect();
+            theirs.insert(key.clone(), dense_reference(name, &tasks));
+        }
+        assert_close(name, &ours, &theirs, 1e-6);
+    }
+}
+
+#[test]
+fn permuting_adapters_changes_no_byte_of_any_method() {
+    let forward = engine_of(tiny_inputs());
+    let mut reversed_inputs = tiny_inputs();
+    reversed_inputs.reverse();
+    let reversed = engine_of(reversed_inputs);
+    for m in DataFreeMethod::ALL
+        .iter()
+        .map(|m| MergeMethod::DataFree(*m))
+        .chain([MergeMethod::LegoTsv])
+    {
+        let mut settings = MergeSettings::preset(m);
+        settings.k = 10;
+        let a = forward.merge_all(&settings).unwrap();
+        let b = reversed.merge_all(&settings).unwrap();
+        for (x, y) in a.modules.iter().zip(&b.modules) {
+            assert_eq!(x.a, y.a, "{m}: A of module {}", x.module);
+            assert_eq!(x.b, y.b, "{m}: B of module {}", x.module);
+        }
+    }
+}
+
+#[test]
+fn one_adapter_in_is_that_adapter_out_where_the_method_promises_it() {
+    let single = engine_of(vec![load("peft-tiny/adapters/sort")]);
+    let original = deltas(&load("peft-tiny/adapters/sort"));
+    for name in ["task_arithmetic", "tsv", "cart"] {
+        assert_close(
+            name,
+            &merged_deltas(&single, &method(name)),
+            &original,
+            1e-6,
+        );
+    }
+}
+
+#[test]
+fn the_global_scale_multiplies_every_method_exactly_where_it_is_the_coefficient() {
+    let engine = engine_of(tiny_inputs());
+    for name in ["task_arithmetic", "tsv", "iso_c", "ties_svd", "lego"] {
+        let base = merged_deltas(&engine, &method(name));
+        let m: MergeMethod = name.parse().unwrap();
+        let default = match m {
+            MergeMethod::DataFree(d) => d.default_scale(),
+            _ => 1.0,
+        };
+        let scaled = MergeSettings {
+            scale: Some(0.25 * default),
+            ..method(name)
+        };
+        let expected: BTreeMap<_, _> = base.iter().map(|(k, d)| (k.clone(), d * 0.25)).collect();
+        assert_close(name, &merged_deltas(&engine, &scaled), &expected, 1e-6);
+    }
 }

@@ -33,7 +33,10 @@ impl Svd {
     /// How many singular values exceed `rel_tol · s₁` (0 for a zero matrix).
     pub fn rank(&self, rel_tol: f64) -> usize {
         let top = self.s.first().copied().unwrap_or(0.0);
-        self.s.iter().take_while(|&&v| v > rel_tol * top && v > 0.0).count()
+        self.s
+            .iter()
+            .take_while(|&&v| v > rel_tol * top && v > 0.0)
+            .count()
     }
 }
 
@@ -236,7 +239,9 @@ mod tests {
     fn tall_wide_and_square_reconstruct_with_orthonormal_factors() {
         let mut state = 7u64;
         let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 11) as f64 / (1u64 << 53) as f64) - 0.5
         };
         for (m, n) in [(9, 4), (4, 9), (6, 6), (30, 3)] {

@@ -68,7 +68,9 @@ impl CoreSpace {
     /// Builds the core space of `tasks` (all of one module, same shapes).
     pub fn new(tasks: &[CoreTask]) -> Result<Self, MethodError> {
         let Some(first) = tasks.first() else {
-            return Err(MethodError::Invalid("a module with no task to merge".into()));
+            return Err(MethodError::Invalid(
+                "a module with no task to merge".into(),
+            ));
         };
         let (d_in, d_out) = (first.a.ncols(), first.b.ncols());
         if let Some(t) = tasks

@@ -120,9 +120,9 @@ impl DataFreeMethod {
         let scale = p.scale.unwrap_or(self.default_scale());
         let density = p.density.or(self.default_density()).unwrap_or(1.0);
         match self {
-            DataFreeMethod::TaskArithmetic => Box::new(super::task_arithmetic::TaskArithmetic {
-                lambda: scale,
-            }),
+            DataFreeMethod::TaskArithmetic => {
+                Box::new(super::task_arithmetic::TaskArithmetic { lambda: scale })
+            }
             DataFreeMethod::CoreTies => Box::new(super::core_ties::CoreTies {
                 keep: density,
                 lambda: scale,
@@ -149,7 +149,9 @@ impl DataFreeMethod {
             }),
             DataFreeMethod::Cart => Box::new(super::cart::Cart {
                 lambda: scale,
-                rank_fraction: p.rank_fraction.unwrap_or(super::cart::DEFAULT_RANK_FRACTION),
+                rank_fraction: p
+                    .rank_fraction
+                    .unwrap_or(super::cart::DEFAULT_RANK_FRACTION),
             }),
         }
     }

@@ -68,12 +68,15 @@ impl Knots {
                 });
             }
             Dare::Masks { drop, keep } => {
-                let mask = keep.get(task).filter(|m| m.dim() == z.dim()).ok_or_else(|| {
-                    MethodError::Invalid(format!(
-                        "DARE mask of task {task} missing or not {:?}",
-                        z.dim()
-                    ))
-                })?;
+                let mask = keep
+                    .get(task)
+                    .filter(|m| m.dim() == z.dim())
+                    .ok_or_else(|| {
+                        MethodError::Invalid(format!(
+                            "DARE mask of task {task} missing or not {:?}",
+                            z.dim()
+                        ))
+                    })?;
                 let rescale = 1.0 / (1.0 - drop);
                 ndarray::Zip::from(z)
                     .and(mask)
@@ -88,7 +91,8 @@ impl CoreMethod for Knots {
     fn merge(&self, core: &CoreSpace, seed: u64) -> Result<Merged, MethodError> {
         let cores = core.cores();
         let views: Vec<_> = cores.iter().map(|m| m.view()).collect();
-        let joint = concatenate(Axis(1), &views).map_err(|e| MethodError::Invalid(e.to_string()))?;
+        let joint =
+            concatenate(Axis(1), &views).map_err(|e| MethodError::Invalid(e.to_string()))?;
         let d = svd(joint.view())?;
         let rank = d.rank(RANK_RTOL);
         let (_, n_a) = core.dims();

@@ -113,14 +113,22 @@ fn best_orientation(y: &Array2<f64>, members: &[usize]) -> Vec<f64> {
         let total = members
             .iter()
             .zip(signs)
-            .fold(Array1::<f64>::zeros(y.ncols()), |acc, (&i, &s)| acc + &(&y.row(i) * s));
+            .fold(Array1::<f64>::zeros(y.ncols()), |acc, (&i, &s)| {
+                acc + &(&y.row(i) * s)
+            });
         total.dot(&total)
     };
     let m = members.len();
     if m <= EXHAUSTIVE_SIGNS {
         let pattern = |bits: usize| -> Vec<f64> {
             (0..m)
-                .map(|b| if b > 0 && bits >> (b - 1) & 1 == 1 { -1.0 } else { 1.0 })
+                .map(|b| {
+                    if b > 0 && bits >> (b - 1) & 1 == 1 {
+                        -1.0
+                    } else {
+                        1.0
+                    }
+                })
                 .collect()
         };
         let patterns = 1usize << m.saturating_sub(1);
@@ -141,7 +149,9 @@ fn best_orientation(y: &Array2<f64>, members: &[usize]) -> Vec<f64> {
         let mean = members
             .iter()
             .zip(&signs)
-            .fold(Array1::<f64>::zeros(y.ncols()), |acc, (&i, &s)| acc + &(&y.row(i) * s));
+            .fold(Array1::<f64>::zeros(y.ncols()), |acc, (&i, &s)| {
+                acc + &(&y.row(i) * s)
+            });
         let next: Vec<f64> = members
             .iter()
             .map(|&i| if y.row(i).dot(&mean) < 0.0 { -1.0 } else { 1.0 })
@@ -346,7 +356,9 @@ impl LegoCore {
             PostStep::Tsv => {
                 let na: Vec<f64> = a.rows().into_iter().map(|r| r.dot(&r).sqrt()).collect();
                 let nb: Vec<f64> = b.rows().into_iter().map(|r| r.dot(&r).sqrt()).collect();
-                let keep: Vec<usize> = (0..k_found).filter(|&c| na[c] > 0.0 && nb[c] > 0.0).collect();
+                let keep: Vec<usize> = (0..k_found)
+                    .filter(|&c| na[c] > 0.0 && nb[c] > 0.0)
+                    .collect();
                 if keep.is_empty() {
                     Array2::zeros(core.dims())
                 } else {
@@ -391,10 +403,7 @@ impl LegoCore {
         let k = sizes.len();
         let (unit_norms, centroid_norms): (Vec<f64>, Vec<f64>) = match self.param {
             ParamReweight::Off => return vec![1.0; k],
-            ParamReweight::L2 => (
-                l2_rows(&units.a, &units.b),
-                l2_rows(ca, cb),
-            ),
+            ParamReweight::L2 => (l2_rows(&units.a, &units.b), l2_rows(ca, cb)),
             ParamReweight::Linf => {
                 // Max-abs is not preserved by the bases: map units and centroids back.
                 let (v_a, u_b) = (core.v_a(), core.u_b());
@@ -432,6 +441,10 @@ fn linf_rows(a: &Array2<f64>, b: &Array2<f64>) -> Vec<f64> {
     a.rows()
         .into_iter()
         .zip(b.rows())
-        .map(|(x, y)| x.iter().chain(y.iter()).fold(0.0, |m: f64, v| m.max(v.abs())))
+        .map(|(x, y)| {
+            x.iter()
+                .chain(y.iter())
+                .fold(0.0, |m: f64, v| m.max(v.abs()))
+        })
         .collect()
 }

@@ -20,7 +20,10 @@ pub fn ties(xs: &[ArrayView2<f64>], keep: f64, lambda: f64) -> Array2<f64> {
         .collect();
     // The global majority fills coordinates whose sum is exactly zero, computed before filling.
     let majority = sign(gamma.iter().sum());
-    gamma.iter_mut().filter(|g| **g == 0.0).for_each(|g| *g = majority);
+    gamma
+        .iter_mut()
+        .filter(|g| **g == 0.0)
+        .for_each(|g| *g = majority);
     let out: Vec<f64> = (0..len)
         .map(|d| {
             let positive = gamma[d] > 0.0;
