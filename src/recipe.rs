@@ -71,12 +71,18 @@ impl Recipe {
 
     /// Parses recipe text; errors name the file, the line and the field.
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
-        let recipe: Recipe = toml::from_str(text).map_err(|e| {
+        let mut recipe: Recipe = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             recipe_error(path, line, e.message().trim().to_string())
         })?;
+        if recipe.merge.method == MergeMethod::LegoTsv {
+            // A preset's fields left out take the preset's values, not the general defaults.
+            let given = given_merge_fields(text);
+            let given: Vec<&str> = given.iter().map(String::as_str).collect();
+            recipe.merge.apply_preset_fields(&given);
+        }
         if recipe.version != RECIPE_VERSION {
             return Err(recipe_error(
                 path,
@@ -187,4 +193,13 @@ fn hash_file(h: &mut Sha256, path: &Path) -> Result<()> {
         }
         h.update(&buf[..n]);
     }
+}
+
+/// The keys written in a recipe's `[merge]` table.
+fn given_merge_fields(text: &str) -> Vec<String> {
+    text.parse::<toml::Table>()
+        .ok()
+        .and_then(|t| t.get("merge").and_then(|m| m.as_table()).cloned())
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
 }

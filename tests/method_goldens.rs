@@ -86,7 +86,12 @@ fn assert_close(
 }
 
 fn method(name: &str) -> MergeSettings {
-    MergeSettings::preset(name.parse::<MergeMethod>().unwrap())
+    let mut s = MergeSettings::preset(name.parse::<MergeMethod>().unwrap());
+    if name == "task_arithmetic" {
+        // The golden and the identities are the plain sum (λ = 1); our default is 0.4.
+        s.scale = Some(1.0);
+    }
+    s
 }
 
 #[test]
@@ -490,15 +495,37 @@ fn the_global_scale_multiplies_every_method_exactly_where_it_is_the_coefficient(
     for name in ["task_arithmetic", "tsv", "iso_c", "ties_svd", "lego"] {
         let base = merged_deltas(&engine, &method(name));
         let m: MergeMethod = name.parse().unwrap();
-        let default = match m {
+        let settings = method(name);
+        let current = settings.scale.unwrap_or(match m {
             MergeMethod::DataFree(d) => d.default_scale(),
             _ => 1.0,
-        };
+        });
         let scaled = MergeSettings {
-            scale: Some(0.25 * default),
-            ..method(name)
+            scale: Some(0.25 * current),
+            ..settings
         };
         let expected: BTreeMap<_, _> = base.iter().map(|(k, d)| (k.clone(), d * 0.25)).collect();
         assert_close(name, &merged_deltas(&engine, &scaled), &expected, 1e-6);
     }
+}
+
+#[test]
+fn a_hand_written_preset_recipe_takes_the_preset_for_fields_left_out() {
+    let text = "version = 1\n[[adapters]]\npath = \"a\"\nsha256 = \"0\"\n\
+                [merge]\nmethod = \"lego-tsv\"\nk = 10\nensemble = 2\n";
+    let r = lora_lego::recipe::Recipe::parse(std::path::Path::new("r.toml"), text).unwrap();
+    let preset = MergeSettings::preset(MergeMethod::LegoTsv);
+    assert_eq!((r.merge.k, r.merge.ensemble), (10, 2));
+    assert_eq!(r.merge.units, UnitBasis::Centred);
+    assert_eq!(r.merge.post, PostStep::Tsv);
+    assert_eq!(r.merge.space, FeatureSpace::SignAware);
+    assert_eq!(r.merge.output_reweight, OutputReweight::Off);
+    assert_eq!(
+        MergeSettings {
+            k: 10,
+            ensemble: 2,
+            ..preset
+        },
+        r.merge
+    );
 }

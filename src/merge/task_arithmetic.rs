@@ -7,8 +7,9 @@ use super::core_space::{CoreSpace, LoraFactors};
 use super::data_free::{CoreMethod, Merged};
 use super::MethodError;
 
-/// λ without validation data: the plain sum (methods.md §3).
-pub const DEFAULT_LAMBDA: f64 = 1.0;
+/// λ: the TIES paper's value for when no validation data exists (methods.md §3); on
+/// bench-quality's validation split it scored 80.5 against 68.6 for the plain sum (README).
+pub const DEFAULT_LAMBDA: f64 = 0.4;
 
 /// Task arithmetic with its coefficient.
 #[derive(Debug, Clone, Copy)]
