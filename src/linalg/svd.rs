@@ -96,15 +96,17 @@ fn jacobi_tall(x: ArrayView2<f64>) -> Result<Svd, LinalgError> {
             break;
         }
         let mut rotated = false;
+        // Squared column norms, refreshed every sweep and updated exactly by each rotation
+        // (‖w_p‖² − tγ, ‖w_q‖² + tγ): one dot product per pair instead of three.
+        let mut norms: Vec<f64> = w.iter().map(|c| dot(c, c)).collect();
         for p in 0..n {
             for q in (p + 1)..n {
-                let alpha = dot(&w[p], &w[p]);
-                let beta = dot(&w[q], &w[q]);
+                let (alpha, beta) = (norms[p], norms[q]);
+                if alpha.min(beta) <= negligible {
+                    continue;
+                }
                 let gamma = dot(&w[p], &w[q]);
-                if gamma == 0.0
-                    || alpha.min(beta) <= negligible
-                    || gamma.abs() <= tol * alpha.sqrt() * beta.sqrt()
-                {
+                if gamma == 0.0 || gamma.abs() <= tol * alpha.sqrt() * beta.sqrt() {
                     continue;
                 }
                 rotated = true;
@@ -114,6 +116,8 @@ fn jacobi_tall(x: ArrayView2<f64>) -> Result<Svd, LinalgError> {
                 let s = c * t;
                 rotate(&mut w, p, q, c, s);
                 rotate(&mut v, p, q, c, s);
+                norms[p] = alpha - t * gamma;
+                norms[q] = beta + t * gamma;
             }
         }
         converged = !rotated;

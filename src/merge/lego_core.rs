@@ -282,7 +282,12 @@ impl LegoCore {
                 Some(p) => p.clone(),
                 None => self.cluster(&y, k, self.seed.wrapping_add(e as u64))?,
             };
-            let (m, stats) = self.merge_partition(core, &units, &part)?;
+            let (m, mut stats) = self.merge_partition(core, &units, &part)?;
+            if first_stats.is_none() && k > 1 && k < n {
+                let g = y.dot(&y.t());
+                stats.silhouette =
+                    crate::kmeans::silhouette(g.view(), &part.labels, &part.signs).unwrap_or(0.0);
+            }
             total = total + m;
             first_stats.get_or_insert(stats);
         }

@@ -114,7 +114,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
                 "norm ratio",
                 "min ret",
                 "silhouette",
-                "│ rank max/mean",
+                "│ max/mean",
                 "err vs sum",
                 "mean ret",
                 "min ret",
