@@ -9,14 +9,15 @@ use sha2::{Digest, Sha256};
 
 pub use crate::settings::*;
 
-use crate::adapter::{Adapter, AdapterFormat};
+use crate::adapter::Adapter;
 use crate::error::{LegoError, Result};
-use crate::io::peft::CONFIG_NAME;
 
 /// The recipe format this build reads and writes.
 pub const RECIPE_VERSION: u32 = 1;
 /// The recipe's name beside an exported PEFT adapter (and its safetensors metadata key).
 pub const RECIPE_FILE: &str = "lora_lego_recipe.toml";
+/// The first line of every recipe lora-lego writes (how `--force` recognises one of ours).
+pub const RECIPE_HEADER: &str = "# lora-lego merge recipe";
 /// The safetensors metadata key holding the recipe.
 pub const RECIPE_METADATA_KEY: &str = "lora_lego_recipe";
 
@@ -66,7 +67,7 @@ impl Recipe {
     /// The TOML text.
     pub fn to_toml(&self) -> String {
         let body = toml::to_string(self).unwrap_or_default();
-        format!("# lora-lego merge recipe: replay with `lora-lego merge --recipe FILE`\n{body}")
+        format!("{RECIPE_HEADER}: replay with `lora-lego merge --recipe FILE`\n{body}")
     }
 
     /// Parses recipe text; errors name the file, the line and the field.
@@ -161,19 +162,18 @@ fn field_line(text: &str, field: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-/// sha256 over an adapter's files: the PEFT config (when there is one) and the weights.
+/// sha256 over every file read for an adapter (see [`crate::io::input_files`]): its PEFT
+/// config, wherever it was found, then the weights.
 pub fn adapter_hash(a: &Adapter) -> Result<String> {
     let mut h = Sha256::new();
-    if a.format == AdapterFormat::Peft {
-        let dir = a.weights_file.parent().unwrap_or(Path::new("."));
-        let cfg = dir.join(CONFIG_NAME);
-        if cfg.is_file() {
-            h.update(b"config\0");
-            hash_file(&mut h, &cfg)?;
-        }
+    for file in crate::io::input_files(a) {
+        h.update(if file == a.weights_file {
+            b"weights\0".as_slice()
+        } else {
+            b"config\0".as_slice()
+        });
+        hash_file(&mut h, &file)?;
     }
-    h.update(b"weights\0");
-    hash_file(&mut h, &a.weights_file)?;
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 

@@ -329,6 +329,10 @@ pub struct MergeSettings {
     pub keep_heads: Vec<String>,
 }
 
+/// The largest `output_scale` accepted: beyond it the scale is a typo, not a choice (it
+/// multiplies ΔW, and F16 overflows at 65 504).
+pub const MAX_OUTPUT_SCALE: f64 = 1000.0;
+
 impl Default for MergeSettings {
     fn default() -> Self {
         MergeSettings {
@@ -384,6 +388,12 @@ impl MergeSettings {
                 format!("weight {} is {w}; weights must be finite numbers", i + 1),
             );
         }
+        if !self.weights.is_empty() && self.weights.iter().all(|w| *w == 0.0) {
+            return err(
+                "weights",
+                "every weight is 0: the merge would be empty; give at least one adapter a weight other than 0".into(),
+            );
+        }
         if self.k == 0 {
             return err("k", "k must be at least 1".into());
         }
@@ -410,11 +420,14 @@ impl MergeSettings {
                 format!("tol must be a positive number, got {}", self.tol),
             );
         }
-        if !(self.output_scale.is_finite() && self.output_scale > 0.0) {
+        if !(self.output_scale.is_finite()
+            && self.output_scale > 0.0
+            && self.output_scale <= MAX_OUTPUT_SCALE)
+        {
             return err(
                 "output_scale",
                 format!(
-                    "output_scale must be a positive number, got {}",
+                    "output_scale must be a positive number up to {MAX_OUTPUT_SCALE}, got {}",
                     self.output_scale
                 ),
             );

@@ -291,39 +291,60 @@ fn malformed_safetensors_files_are_named() {
 }
 
 #[test]
-fn existing_output_is_refused_without_force_and_replaced_whole_with_it() {
+fn existing_output_is_refused_without_force_and_force_replaces_only_our_exports() {
+    use lora_lego::adapter::AdapterFormat::Peft;
     let tmp = tempfile::tempdir().unwrap();
     let adapter = load_adapter(
         &fixture("peft-tiny/adapters/reverse"),
         &LoadOptions::default(),
     )
     .unwrap();
-    let out = AdapterOut::from_adapter(&adapter);
+    let mut out = AdapterOut::from_adapter(&adapter);
     let target = tmp.path().join("out");
     std::fs::create_dir(&target).unwrap();
     std::fs::write(target.join("keep.txt"), "precious").unwrap();
-    let e = write_adapter(
-        &out,
-        lora_lego::adapter::AdapterFormat::Peft,
-        &target,
-        false,
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("already exists; pass --force"), "{e}");
+    let e = write_adapter(&out, Peft, &target, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.ends_with("out: already exists"), "{e}");
+    // --force does not delete a directory lora-lego did not write, and says what it found.
+    let e = write_adapter(&out, Peft, &target, true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("refusing to replace it: it is a directory holding 1 entry lora-lego does not write (keep.txt)"),
+        "{e}"
+    );
     assert_eq!(
         std::fs::read_to_string(target.join("keep.txt")).unwrap(),
         "precious"
     );
-    write_adapter(&out, lora_lego::adapter::AdapterFormat::Peft, &target, true).unwrap();
-    assert!(!target.join("keep.txt").exists());
-    assert!(target.join("adapter_model.safetensors").is_file());
-    // Nothing temporary is left beside the target.
-    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+    // An adapter directory someone else wrote (no recipe of ours) is not replaced either.
+    let theirs = tmp.path().join("theirs");
+    write_adapter(&out, Peft, &theirs, false).unwrap();
+    let e = write_adapter(&out, Peft, &theirs, true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a directory without a lora-lego recipe"), "{e}");
+    // A previous export of ours is replaced whole.
+    out.side_files.push((
+        "lora_lego_recipe.toml".into(),
+        "# lora-lego merge recipe\n".into(),
+    ));
+    let ours = tmp.path().join("ours");
+    write_adapter(&out, Peft, &ours, false).unwrap();
+    std::fs::write(ours.join("adapter_config.json"), "{}").unwrap();
+    write_adapter(&out, Peft, &ours, true).unwrap();
+    assert!(std::fs::read_to_string(ours.join("adapter_config.json"))
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .contains("LORA"));
+    // Nothing temporary is left beside the targets.
+    let mut leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
-    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    leftovers.sort();
+    assert_eq!(leftovers, ["ours", "out", "theirs"]);
 }
 
 #[test]

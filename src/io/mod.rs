@@ -80,6 +80,17 @@ pub fn load_adapter(path: &Path, opts: &LoadOptions) -> Result<Adapter> {
     }
 }
 
+/// Every file read for `adapter`, in hashing order: its PEFT config (a directory's, or the one
+/// found beside a bare `.safetensors`), then its weights.
+pub fn input_files(adapter: &Adapter) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    if adapter.format == crate::adapter::AdapterFormat::Peft {
+        files.extend(peft::config_beside(&adapter.weights_file));
+    }
+    files.push(adapter.weights_file.clone());
+    files
+}
+
 /// Loads several adapters, stopping at the first error.
 pub fn load_all(paths: &[impl AsRef<Path>], opts: &LoadOptions) -> Result<Vec<Adapter>> {
     paths

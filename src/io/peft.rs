@@ -145,7 +145,7 @@ pub fn match_pattern<'a, T>(patterns: &'a [(String, T)], module: &str) -> Option
 
 /// Finds the config for a bare PEFT `.safetensors` file: `adapter_config.json` beside it, or
 /// `<stem>.json` / `<stem>_config.json`.
-fn config_beside(weights: &Path) -> Option<PathBuf> {
+pub fn config_beside(weights: &Path) -> Option<PathBuf> {
     let dir = weights.parent().unwrap_or(Path::new("."));
     let stem = weights.file_stem()?.to_string_lossy().to_string();
     [
