@@ -69,6 +69,20 @@ impl Inputs {
         let through_link = std::fs::canonicalize(output).ok();
         let out_id = file_id(output);
         let out_ancestors: Vec<FileId> = existing_ancestors(&out).filter_map(file_id).collect();
+        // Sameness first: "is the input X" says more than "is inside the input X's directory".
+        for input in &self.items {
+            let same_id = out_id.is_some() && out_id == input.id;
+            let same_path = std::iter::once(&out)
+                .chain(through_link.as_ref())
+                .any(|o| *o == input.canonical);
+            if same_id || same_path {
+                return Err(LegoError::OutputOverlapsInput {
+                    output: output.to_path_buf(),
+                    input: input.given.clone(),
+                    relation: "is",
+                });
+            }
+        }
         for input in &self.items {
             let refuse = |relation| {
                 Err(LegoError::OutputOverlapsInput {
@@ -77,11 +91,7 @@ impl Inputs {
                     relation,
                 })
             };
-            let same_id = out_id.is_some() && out_id == input.id;
             for o in std::iter::once(&out).chain(through_link.as_ref()) {
-                if *o == input.canonical || same_id {
-                    return refuse("is");
-                }
                 if o.starts_with(&input.canonical) {
                     return refuse("is inside");
                 }

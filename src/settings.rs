@@ -427,7 +427,7 @@ impl MergeSettings {
             return err(
                 "output_scale",
                 format!(
-                    "output_scale must be a positive number up to {MAX_OUTPUT_SCALE}, got {}",
+                    "output_scale must be a positive number up to {MAX_OUTPUT_SCALE}, got {:?}",
                     self.output_scale
                 ),
             );

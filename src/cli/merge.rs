@@ -105,16 +105,17 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
     if args.out.is_none() && args.save_recipe.is_none() {
         bail!("nothing to write: give -o OUT for the merged adapter (and/or --save-recipe FILE)");
     }
+    let progress = Progress::new(args.quiet || args.json);
+    progress.log(&format!("loading {} adapter(s)", paths.len()));
+    let adapters = load_all(&paths, load)?;
+    // An input at the output is refused first: that is the message that matters there.
+    check_outputs(args, &settings, &adapters)?;
     if let Some(out) = &args.out {
         check_target(out, args.force, Replaceable::Adapter).map_err(force_hint)?;
     }
     if let Some(r) = &args.save_recipe {
         check_target(r, args.force, Replaceable::Recipe).map_err(force_hint)?;
     }
-    let progress = Progress::new(args.quiet || args.json);
-    progress.log(&format!("loading {} adapter(s)", paths.len()));
-    let adapters = load_all(&paths, load)?;
-    check_outputs(args, &settings, &adapters)?;
     // Hashing reads every input file: once, for the check and for every recipe written.
     let described = Recipe::describe(&adapters, &settings)?;
     if let Some(recipe) = &recipe {

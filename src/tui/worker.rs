@@ -295,14 +295,14 @@ pub fn export(engine: &Engine, job: &ExportJob, emit: &(dyn Fn(Reply) + Sync)) -
             }
             other => other.to_string(),
         };
+        let inputs = crate::output_guard::Inputs::of_adapters(&engine.set.adapters);
+        inputs.check(&job.path).map_err(hint)?;
         crate::io::write::check_target(
             &job.path,
             job.force,
             crate::io::write::Replaceable::Adapter,
         )
         .map_err(hint)?;
-        let inputs = crate::output_guard::Inputs::of_adapters(&engine.set.adapters);
-        inputs.check(&job.path).map_err(hint)?;
         let total = engine.set.modules.len();
         let done = AtomicUsize::new(0);
         let output = engine
