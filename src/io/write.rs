@@ -583,7 +583,9 @@ pub fn atomic_dir(
     std::fs::create_dir(&tmp).map_err(|e| LegoError::io(&tmp, e))?;
     let result = fill(&tmp).and_then(|()| sync_dir(&tmp)).and_then(|()| {
         let _commit = commit_lock();
-        replace(&tmp, target, force)
+        replace(&tmp, target, force)?;
+        // Directory fsync makes the rename durable.
+        sync_dir(&parent_dir(target))
     });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -605,7 +607,9 @@ pub fn atomic_file(
     let tmp = sibling(target, "lora-lego-tmp")?;
     let result = fill(&tmp).and_then(|()| {
         let _commit = commit_lock();
-        replace(&tmp, target, force)
+        replace(&tmp, target, force)?;
+        // Directory fsync makes the rename durable.
+        sync_dir(&parent_dir(target))
     });
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -613,14 +617,13 @@ pub fn atomic_file(
     result
 }
 
-/// Moves `tmp` onto `target`. Without `force`, only if nothing is there (one step, no window
+/// Moves `tmp` onto `target` (the caller fsyncs the parent). Without `force`, only if nothing is there (one step, no window
 /// between check and rename). With it, so that at every instant `target` is either the old
 /// version or the new one: a file replaces a file with one rename; a directory is swapped in
 /// with `renameat2(RENAME_EXCHANGE)` and the old one (now at `tmp`) removed afterwards.
 fn replace(tmp: &Path, target: &Path, force: bool) -> Result<()> {
     if !force {
-        place_new(tmp, target)?;
-        return sync_dir(&parent_dir(target));
+        return place_new(tmp, target);
     }
     let existing = std::fs::symlink_metadata(target).ok();
     let plain_rename = match &existing {
@@ -638,7 +641,7 @@ fn replace(tmp: &Path, target: &Path, force: bool) -> Result<()> {
         };
         removed.map_err(|e| LegoError::io(tmp, e))?;
     }
-    sync_dir(&parent_dir(target))
+    Ok(())
 }
 
 /// Renames `tmp` to `target` only if `target` does not exist, in one step.
