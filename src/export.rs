@@ -105,6 +105,8 @@ pub fn export_with_recipe(
     if settings.format == AdapterFormat::Kohya {
         inputs.check(&side_file_path(target, settings.format, RECIPE_FILE))?;
     }
+    // The merge read every input: one that shrank meanwhile gave zeros, not its data.
+    crate::io::check_intact(&engine.set.adapters)?;
     let (mut out, notices) = adapter_out(engine, output, settings)?;
     let recipe = recipe.to_string();
     out.metadata

@@ -107,7 +107,10 @@ impl Recipe {
 
     /// Reads a recipe file.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| LegoError::io(path, e))?;
+        let mut text = String::new();
+        crate::io::tensor::open_regular(path)?
+            .read_to_string(&mut text)
+            .map_err(|e| LegoError::io(path, e))?;
         Self::parse(path, &text)
     }
 

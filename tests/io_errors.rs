@@ -418,3 +418,90 @@ fn a_file_that_is_not_an_adapter_is_named() {
         "{e}"
     );
 }
+
+#[test]
+fn inputs_that_are_not_regular_files_are_refused_by_name_without_hanging() {
+    use std::ffi::CString;
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = |p: &std::path::Path| {
+        let c = CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    };
+    let bare = tmp.path().join("x.safetensors");
+    fifo(&bare);
+    let e = load_err(&bare);
+    assert!(e.contains("x.safetensors: is a FIFO (named pipe)"), "{e}");
+    let dir = tmp.path().join("adapter");
+    std::fs::create_dir(&dir).unwrap();
+    fifo(&dir.join("adapter_model.safetensors"));
+    std::fs::write(
+        dir.join("adapter_config.json"),
+        peft_config(serde_json::json!({})),
+    )
+    .unwrap();
+    let e = load_err(&dir);
+    assert!(
+        e.contains("adapter_model.safetensors: is a FIFO (named pipe), not a regular file"),
+        "{e}"
+    );
+    let dir2 = tmp.path().join("adapter2");
+    write_peft_dir(&dir2, "{}", &lora_pair("m.q_proj", 2, 4, 4, 1));
+    std::fs::remove_file(dir2.join("adapter_config.json")).unwrap();
+    fifo(&dir2.join("adapter_config.json"));
+    let e = load_err(&dir2);
+    assert!(e.contains("adapter_config.json: is a FIFO"), "{e}");
+    let recipe = tmp.path().join("r.toml");
+    fifo(&recipe);
+    let e = lora_lego::recipe::Recipe::read(&recipe)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("r.toml: is a FIFO"), "{e}");
+}
+
+#[test]
+fn a_file_that_shrinks_while_mapped_is_an_error_not_a_sigbus() {
+    use lora_lego::align::ModuleSet;
+    use lora_lego::engine::Engine;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    // 1 MiB of factors, so the truncation cuts through mapped pages.
+    write_peft_dir(
+        &dir,
+        &peft_config(serde_json::json!({"r": 8})),
+        &lora_pair("model.layers.0.mlp.up_proj", 8, 16384, 16384, 3),
+    );
+    let weights = dir.join("adapter_model.safetensors");
+    let adapter = load_adapter(&dir, &LoadOptions::default()).unwrap();
+    let was = std::fs::metadata(&weights).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&weights)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    let m = &adapter.modules[0];
+    // Reading past the new end sees zeros instead of killing the process.
+    let values = m.b.to_f32_vec();
+    assert!(values[values.len() - 1] == 0.0);
+    let e = m.b.check_intact().unwrap_err().to_string();
+    assert!(
+        e.contains(&format!(
+            "adapter_model.safetensors: the file changed size while it was being read ({was} bytes, now 4096)"
+        )),
+        "{e}"
+    );
+    // An export of a merge over it writes nothing.
+    let engine = Engine::new(ModuleSet::new(vec![adapter]).unwrap());
+    let settings = lora_lego::recipe::MergeSettings {
+        method: "cat".parse().unwrap(),
+        ..Default::default()
+    };
+    let output = engine.merge_all_with(&settings, &|| {}).unwrap();
+    let out = tmp.path().join("out");
+    let e = lora_lego::export::export(&engine, &output, &settings, &out, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("changed size while it was being read"), "{e}");
+    assert!(!out.exists());
+}

@@ -56,7 +56,13 @@ impl Tmux {
 
     fn flag(&self, name: &str) -> String {
         let o = Command::new("tmux")
-            .args(["display", "-p", "-t", &self.session, &format!("#{{{name}}}")])
+            .args([
+                "display",
+                "-p",
+                "-t",
+                &self.session,
+                &format!("#{{{name}}}"),
+            ])
             .output()
             .unwrap();
         String::from_utf8_lossy(&o.stdout).trim().to_string()
@@ -90,7 +96,11 @@ impl Tmux {
     fn assert_restored(&self, status: i32) {
         self.wait_for(&format!("EXITED {status}"));
         self.wait_for("MODE icanon");
-        assert_eq!(self.flag("alternate_on"), "0", "still on the alternate screen");
+        assert_eq!(
+            self.flag("alternate_on"),
+            "0",
+            "still on the alternate screen"
+        );
         assert_eq!(self.flag("mouse_any_flag"), "0", "mouse capture left on");
         assert_eq!(self.flag("cursor_flag"), "1", "cursor left hidden");
     }
@@ -138,7 +148,10 @@ fn q_quits_from_the_too_small_screen() {
 fn q_quits_from_the_too_small_screen_in_a_scripted_session() {
     use lora_lego::tui::session::Session;
     let mut s = Session::open(&common::tiny_adapters(), Default::default(), 60, 20).unwrap();
-    assert!(s.app.unexported(), "the confirmation would otherwise be asked for");
+    assert!(
+        s.app.unexported(),
+        "the confirmation would otherwise be asked for"
+    );
     s.key(ratatui::crossterm::event::KeyCode::Char('q'));
     assert!(s.app.quit);
 }
