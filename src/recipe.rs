@@ -76,7 +76,14 @@ impl Recipe {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            recipe_error(path, line, e.message().trim().to_string())
+            let message = e.message().trim().to_string();
+            let message = match line.and_then(|l| field_at(text, l)) {
+                Some(field) if !message.contains(&format!("`{field}`")) => {
+                    format!("`{field}`: {message}")
+                }
+                _ => message,
+            };
+            recipe_error(path, line, message)
         })?;
         if recipe.version != RECIPE_VERSION {
             return Err(recipe_error(
@@ -152,6 +159,24 @@ fn recipe_error(path: &Path, line: Option<usize>, message: String) -> LegoError 
             None => message,
         },
     }
+}
+
+/// The dotted name (`merge.k`) of the key set on `line` (1-based), if that line sets one.
+fn field_at(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let here = lines.get(line.checked_sub(1)?)?.trim_start();
+    let (key, _) = here.split_once('=').filter(|_| !here.starts_with('['))?;
+    let key = key.trim().trim_matches('"');
+    let table = lines[..line - 1]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
 }
 
 /// The line (1-based) where `field = …` is set, if it is.

@@ -505,3 +505,77 @@ fn a_file_that_shrinks_while_mapped_is_an_error_not_a_sigbus() {
     assert!(e.contains("changed size while it was being read"), "{e}");
     assert!(!out.exists());
 }
+
+/// A safetensors image from a hand-written header and data.
+fn raw_image(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut head = header.as_bytes().to_vec();
+    head.resize(head.len().next_multiple_of(8), b' ');
+    let mut out = (head.len() as u64).to_le_bytes().to_vec();
+    out.extend(head);
+    out.extend(data);
+    out
+}
+
+#[test]
+fn structural_header_errors_name_the_field_and_the_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("x.safetensors");
+    let cases = [
+        (
+            r#"{"__metadata__":{"a":1},"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+            r#"`__metadata__` must map names to strings, got {"a":1}"#,
+        ),
+        (
+            r#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0]}}"#,
+            "tensor `x`: `data_offsets` must be two non-negative integers [begin, end], got [0]",
+        ),
+        (
+            r#"{"x":{"dtype":5,"shape":[1],"data_offsets":[0,4]}}"#,
+            r#"tensor `x`: `dtype` must be a safetensors dtype name such as "F32", got 5"#,
+        ),
+        (
+            r#"{"x":{"dtype":"F32","shape":"one","data_offsets":[0,4]}}"#,
+            r#"tensor `x`: `shape` must be a list of non-negative integers, got "one""#,
+        ),
+        (
+            r#"{"x":{"dtype":"F32","data_offsets":[0,4]}}"#,
+            "tensor `x`: `shape` is missing",
+        ),
+    ];
+    for (header, want) in cases {
+        std::fs::write(&p, raw_image(header, &[0; 4])).unwrap();
+        let e = load_err(&p);
+        assert!(
+            e.contains("x.safetensors: not a valid safetensors file: "),
+            "{e}"
+        );
+        assert!(e.contains(want), "{header}: {e}");
+    }
+}
+
+#[test]
+fn a_recipe_field_of_the_wrong_type_is_named() {
+    let text = "version = 1\n\n[[adapters]]\npath = \"/x\"\nsha256 = \"ab\"\n\n[merge]\nmethod = \"lego\"\nk = \"four\"\n";
+    let e = lora_lego::recipe::Recipe::parse(std::path::Path::new("r.toml"), text)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "r.toml: line 9: `merge.k`: invalid type: string \"four\", expected usize"
+    );
+}
+
+#[test]
+fn an_io_error_prints_its_cause_once() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lora-lego"))
+        .args(["merge", "/nonexistent/adapter", "-o", "/nonexistent/out"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("error: /nonexistent/adapter: No such file or directory (os error 2)\n"),
+        "{err}"
+    );
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+}

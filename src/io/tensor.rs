@@ -307,7 +307,13 @@ impl TensorFile {
         check_header_length(path, bytes)?;
         let parsed = SafeTensors::deserialize(bytes).map_err(|e| LegoError::Safetensors {
             path: path.into(),
-            reason: describe_safetensors_error(&e),
+            reason: match e {
+                // Valid JSON of the wrong shape: say which field.
+                safetensors::SafeTensorError::InvalidHeaderDeserialization(_) => {
+                    header_problem(bytes).unwrap_or_else(|| describe_safetensors_error(&e))
+                }
+                _ => describe_safetensors_error(&e),
+            },
         })?;
         let (_, header) =
             SafeTensors::read_metadata(bytes).map_err(|e| LegoError::Safetensors {
@@ -419,6 +425,83 @@ fn too_short(path: &Path, len: usize) -> LegoError {
         path: path.into(),
         reason: format!("file is {len} bytes long, shorter than the 8-byte header length"),
     }
+}
+
+/// What is structurally wrong with a header that is valid JSON but not a safetensors header:
+/// the field (`__metadata__`, `dtype`, `shape`, `data_offsets`) and the tensor it belongs to.
+/// `None` when the header is not JSON at all, or the problem is elsewhere.
+fn header_problem(bytes: &[u8]) -> Option<String> {
+    use serde_json::Value;
+    let n = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header: Value = serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+    let short = |v: &Value| {
+        let t = v.to_string();
+        match t.char_indices().nth(40) {
+            Some((i, _)) => format!("{}…", &t[..i]),
+            None => t,
+        }
+    };
+    let Value::Object(entries) = &header else {
+        return Some(format!(
+            "the header must be a JSON object, got {}",
+            short(&header)
+        ));
+    };
+    let unsigned = |v: &Value| v.as_u64().is_some();
+    for (name, entry) in entries {
+        if name == "__metadata__" {
+            let ok = match entry {
+                Value::Object(m) => m.values().all(Value::is_string),
+                Value::Null => true,
+                _ => false,
+            };
+            if !ok {
+                return Some(format!(
+                    "`__metadata__` must map names to strings, got {}",
+                    short(entry)
+                ));
+            }
+            continue;
+        }
+        let Value::Object(info) = entry else {
+            return Some(format!(
+                "tensor `{name}`: expected an object with `dtype`, `shape` and `data_offsets`, got {}",
+                short(entry)
+            ));
+        };
+        let problem = match (
+            info.get("dtype"),
+            info.get("shape"),
+            info.get("data_offsets"),
+        ) {
+            (None, _, _) => "`dtype` is missing".to_string(),
+            (Some(d), _, _) if serde_json::from_value::<safetensors::Dtype>(d.clone()).is_err() => {
+                format!(
+                    "`dtype` must be a safetensors dtype name such as \"F32\", got {}",
+                    short(d)
+                )
+            }
+            (_, None, _) => "`shape` is missing".to_string(),
+            (_, Some(sh), _) if !sh.as_array().is_some_and(|a| a.iter().all(unsigned)) => format!(
+                "`shape` must be a list of non-negative integers, got {}",
+                short(sh)
+            ),
+            (_, _, None) => "`data_offsets` is missing".to_string(),
+            (_, _, Some(o))
+                if !o
+                    .as_array()
+                    .is_some_and(|a| a.len() == 2 && a.iter().all(unsigned)) =>
+            {
+                format!(
+                    "`data_offsets` must be two non-negative integers [begin, end], got {}",
+                    short(o)
+                )
+            }
+            _ => continue,
+        };
+        return Some(format!("tensor `{name}`: {problem}"));
+    }
+    None
 }
 
 fn describe_safetensors_error(e: &safetensors::SafeTensorError) -> String {
