@@ -4,9 +4,10 @@
 //! the read continues (with zeros), and [`Mapping::check`] turns the mark into an error that
 //! names the file before anything is written. A SIGBUS anywhere else keeps its default action.
 //!
-//! Why not read files into memory instead: mapping keeps the peak memory near 1.15 × the
-//! inputs (pages are released after use), and the explorer keeps its inputs open for a whole
-//! session, so the exposure would be the same for every reader that maps.
+//! Why not read the files into memory instead: measured with `lora-lego bench` (eight BF16
+//! Llama-2-7B adapters, 0.64 GB, this project's 2-core VM, two runs each), reading took the
+//! load from 0.29–0.39 s to 0.77–1.01 s and the peak RSS from 1.15 × to 1.92–2.05 × the input
+//! size, past the 1.5 × target; mapping with this guard costs nothing until a fault happens.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Once;
