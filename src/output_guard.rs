@@ -139,12 +139,13 @@ pub fn resolve(path: &Path) -> PathBuf {
         if let Ok(c) = std::fs::canonicalize(base) {
             break c;
         }
-        match (base.parent(), base.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
+        // The last component, `..` included (below a directory that does not exist it cannot
+        // be a symbolic link's, so applying it lexically is exact).
+        match (base.parent(), base.components().next_back()) {
+            (Some(parent), Some(last)) => {
+                rest.push(last.as_os_str().to_os_string());
                 base = parent;
             }
-            // `..` at the end of a path that does not exist, or the root: keep it lexical.
             _ => break base.to_path_buf(),
         }
     };
