@@ -388,12 +388,6 @@ impl MergeSettings {
                 format!("weight {} is {w}; weights must be finite numbers", i + 1),
             );
         }
-        if !self.weights.is_empty() && self.weights.iter().all(|w| *w == 0.0) {
-            return err(
-                "weights",
-                "every weight is 0: the merge would be empty; give at least one adapter a weight other than 0".into(),
-            );
-        }
         if self.k == 0 {
             return err("k", "k must be at least 1".into());
         }

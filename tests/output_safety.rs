@@ -435,7 +435,8 @@ fn a_merge_where_every_weight_is_zero_is_an_error_not_an_empty_adapter() {
             &"-o",
             &out,
         ]);
-        refused(&o, "every weight is 0: the merge would be empty");
+        refused(&o, "the merge leaves no module to write (every adapter has weight 0");
+        refused(&o, "nothing was written");
         assert!(!out.exists());
     }
 }
