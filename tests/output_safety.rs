@@ -101,6 +101,12 @@ fn an_output_that_is_inside_or_contains_an_input_is_refused_even_with_force() {
     let o = merge(&[a, b, c, &"-o", &out, &"--save-recipe", &weights, &"--force"]);
     refused(&o, "adapter_model.safetensors: this output is the input");
     assert!(!out.exists());
+    // A saved recipe inside the output would be swept away by the output's rename.
+    let inside = out.join("r.toml");
+    let o = merge(&[a, &"-o", &out, &"--save-recipe", &inside]);
+    refused(&o, "the output");
+    refused(&o, "would replace it; save the recipe elsewhere");
+    assert!(!out.exists());
     assert!(
         snapshot(&tmp.path().join("inputs")) == before,
         "an input changed"
@@ -435,7 +441,10 @@ fn a_merge_where_every_weight_is_zero_is_an_error_not_an_empty_adapter() {
             &"-o",
             &out,
         ]);
-        refused(&o, "the merge leaves no module to write (every adapter has weight 0");
+        refused(
+            &o,
+            "the merge leaves no module to write (every adapter has weight 0",
+        );
         refused(&o, "nothing was written");
         assert!(!out.exists());
     }

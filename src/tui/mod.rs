@@ -1,7 +1,7 @@
 //! The terminal explorer: `lora-lego [ADAPTER...]`.
 //!
 //! This module owns the terminal (raw mode, alternate screen, mouse capture — always restored,
-//! also on a panic) and the run loop; the state and its logic live in [`app`], the engine runs
+//! also on a panic and on SIGTERM, SIGINT and SIGHUP) and the run loop; the state and its logic live in [`app`], the engine runs
 //! on the [`worker`] thread, and every panel draws itself from the state (see [`ui`]).
 
 pub mod app;
