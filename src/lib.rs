@@ -18,10 +18,12 @@ pub mod linalg;
 pub mod merge;
 pub mod metrics;
 pub mod msu;
+pub mod output_guard;
 pub mod pca2d;
 pub mod recipe;
 pub mod scatter;
 
 pub mod settings;
+pub mod signals;
 pub mod tui;
 pub use error::{LegoError, Result};

@@ -465,6 +465,10 @@ pub struct MergeSettings {
     pub keep_heads: Vec<String>,
 }
 
+/// The largest `output_scale` accepted: beyond it the scale is a typo, not a choice (it
+/// multiplies ΔW, and F16 overflows at 65 504).
+pub const MAX_OUTPUT_SCALE: f64 = 1000.0;
+
 impl Default for MergeSettings {
     fn default() -> Self {
         MergeSettings {
@@ -553,11 +557,14 @@ impl MergeSettings {
                 format!("tol must be a positive number, got {}", self.tol),
             );
         }
-        if !(self.output_scale.is_finite() && self.output_scale > 0.0) {
+        if !(self.output_scale.is_finite()
+            && self.output_scale > 0.0
+            && self.output_scale <= MAX_OUTPUT_SCALE)
+        {
             return err(
                 "output_scale",
                 format!(
-                    "output_scale must be a positive number, got {}",
+                    "output_scale must be a positive number up to {MAX_OUTPUT_SCALE}, got {:?}",
                     self.output_scale
                 ),
             );

@@ -426,9 +426,10 @@ impl App {
             return self.quit_now();
         }
         if ui::layout(self.area, self.engine.set.adapters.len()).is_none() {
-            // Only quitting works on the "too small" screen.
+            // Only quitting works on the "too small" screen, and at once: a confirmation
+            // could not be drawn there.
             return match k.code {
-                KeyCode::Char('q') | KeyCode::Esc => self.request_quit(),
+                KeyCode::Char('q') | KeyCode::Esc => self.quit_now(),
                 _ => Vec::new(),
             };
         }
