@@ -293,7 +293,7 @@ impl LegoCore {
         }
         let mut merged = total / members as f64;
         if let Some(offset) = &units.offset {
-            merged = merged + offset;
+            merged += offset;
         }
         Ok(LegoCoreResult {
             core: merged,

@@ -577,7 +577,7 @@ impl App {
         }
         vec![Effect::Job(Job::Compare {
             generation: self.generation,
-            settings: self.settings.clone(),
+            settings: Arc::new(self.settings.clone()),
             module: self.selected,
         })]
     }
@@ -806,7 +806,7 @@ impl App {
         if matches!(self.overlay, Some(Overlay::Compare)) {
             effects.push(Effect::Job(Job::Compare {
                 generation: self.generation,
-                settings: self.settings.clone(),
+                settings: Arc::new(self.settings.clone()),
                 module: self.selected,
             }));
         }

@@ -135,7 +135,7 @@ pub enum Job {
         /// The generation the request was made for.
         generation: u64,
         /// The settings (their method is replaced by each in turn).
-        settings: MergeSettings,
+        settings: Arc<MergeSettings>,
         /// The module of the first table.
         module: usize,
     },
