@@ -67,7 +67,7 @@ pub struct SettingsArgs {
     /// LEGO post-step: none, iso or tsv [default: none; lego-tsv: tsv].
     #[arg(long)]
     pub post: Option<PostStep>,
-    /// LEGO: average the merges of this many k-means seeds [default: 1; lego-tsv: 5].
+    /// LEGO: average the merges of this many k-means seeds [default: 1; lego-tsv: 10].
     #[arg(long)]
     pub ensemble: Option<usize>,
     /// CART: rank of each deviation as a fraction of the core size [default: 0.08].
