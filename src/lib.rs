@@ -6,9 +6,11 @@
 pub mod adapter;
 pub mod align;
 pub mod bench;
+pub mod card;
 pub mod compare;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod export;
 pub mod gram;
 pub mod inspect;
@@ -22,5 +24,6 @@ pub mod recipe;
 pub mod scatter;
 
 pub mod settings;
+pub mod sweep;
 pub mod tui;
 pub use error::{LegoError, Result};

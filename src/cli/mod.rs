@@ -3,10 +3,12 @@
 
 pub mod bench;
 pub mod compare;
+pub mod eval;
 pub mod inspect;
 pub mod merge;
 pub mod progress;
 pub mod settings;
+pub mod sweep;
 
 use std::path::PathBuf;
 
@@ -40,6 +42,9 @@ pub enum Command {
     Merge(Box<merge::MergeArgs>),
     /// Every method side by side on the same adapters: rank, error vs sum, retention, size, time.
     Compare(Box<compare::CompareArgs>),
+    /// Search merge settings with your evaluator: a grid or seeded random draw, results in
+    /// RESULTS_DIR/results.jsonl (resumable), the best as RESULTS_DIR/best.toml.
+    Sweep(Box<sweep::SweepArgs>),
     /// Synthesise eight rank-16 Llama-2-7B adapters and measure load, Gram, k-means, merge, memory.
     Bench(bench::BenchArgs),
     /// Print a shell completion script.
@@ -58,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Inspect(args)) => inspect::run(&args, &load),
         Some(Command::Merge(args)) => merge::run(&args, &load),
         Some(Command::Compare(args)) => compare::run(&args, &load),
+        Some(Command::Sweep(args)) => sweep::run(&args, &load),
         Some(Command::Bench(args)) => bench::run_bench(&args),
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
