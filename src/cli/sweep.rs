@@ -13,9 +13,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lora_lego::align::ModuleSet;
 use lora_lego::card::{model_card, write_card};
 use lora_lego::engine::Engine;
-use lora_lego::io::write::{atomic_file, check_target, write_text};
+use lora_lego::io::write::{atomic_file, check_target, side_file_path, write_text};
 use lora_lego::io::{load_all, LoadOptions};
-use lora_lego::recipe::{MergeMethod, MergeSettings, Recipe};
+use lora_lego::recipe::{MergeMethod, MergeSettings, Recipe, RECIPE_FILE};
 use lora_lego::sweep::{
     best, candidates, knob_text, parse_set, read_results, ResultRecord, SweepContext, SweepEvent,
     SweepRun, SweepSpec, BEST_FILE, RESULTS_FILE, SCALE_FIELD,
@@ -243,8 +243,23 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
     );
     if let Some(out) = &args.export {
         let output = engine.merge_all(&settings)?;
-        lora_lego::export::export_with_recipe(&engine, &output, &settings, out, args.force, &text)
-            .with_context(|| format!("writing {}", out.display()))?;
+        // The recipe as the candidate was written for scoring, so the export is byte for byte
+        // the adapter that scored; the side recipe then gains the [eval] and [sweep] tables.
+        let scored = Recipe {
+            merge: settings.clone(),
+            ..described.clone()
+        };
+        lora_lego::export::export_with_recipe(
+            &engine,
+            &output,
+            &settings,
+            out,
+            args.force,
+            &scored.to_toml(),
+        )
+        .with_context(|| format!("writing {}", out.display()))?;
+        let side = side_file_path(out, settings.format, RECIPE_FILE);
+        atomic_file(&side, true, |tmp| write_text(tmp, &text))?;
         write_card(out, settings.format, &model_card(&recipe, &eval))?;
         println!("exported the best candidate to {}", out.display());
     }
