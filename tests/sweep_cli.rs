@@ -293,3 +293,68 @@ density = [0.3, 0.5]
     assert!(r.eval.is_none() && r.sweep.is_none());
     assert!(!r.to_toml().contains("[eval]"));
 }
+
+#[test]
+fn merge_eval_records_the_score_in_the_recipe_and_the_model_card_and_compare_shows_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m");
+    let eval = format!(
+        "{} {{dir}} {{split}}",
+        fixture("eval/fake_scorer.sh").display()
+    );
+    let o = bin()
+        .arg("merge")
+        .args(tiny_adapters())
+        .args([
+            "-k", "3", "--json", "--split", "test", "--eval", &eval, "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let recipe = Recipe::read(&out.join("lora_lego_recipe.toml")).unwrap();
+    let e = recipe.eval.as_ref().unwrap();
+    assert_eq!(e.split.as_deref(), Some("test"));
+    assert_eq!(summary["eval"]["mean"].as_f64().unwrap(), e.mean);
+    // The score is the export's: the scorer run on it again agrees.
+    let again = Command::new(fixture("eval/fake_scorer.sh"))
+        .arg(&out)
+        .arg("test")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(v["mean"].as_f64().unwrap(), e.mean);
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(card.contains(&e.summary()), "{card}");
+
+    // compare scores each method on the same split; lego at -k 3 is the merge above.
+    let o = bin()
+        .arg("compare")
+        .args(tiny_adapters())
+        .args(["-k", "3", "--json", "--methods", "lego,cat"])
+        .args(["--split", "test", "--eval", &eval])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows[0]["eval"]["mean"].as_f64().unwrap(), e.mean);
+    assert!(rows[1]["eval"]["mean"].is_number());
+
+    // A failing scorer is reported by name; the export it was given stays.
+    let out2 = tmp.path().join("m2");
+    let o = bin()
+        .arg("merge")
+        .args(tiny_adapters())
+        .args(["-k", "3", "--quiet", "--eval", "exit 4 # {dir}", "-o"])
+        .arg(&out2)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("exit 4 # {dir}") && err.contains("exit status 4"),
+        "{err}"
+    );
+    assert!(out2.join("adapter_model.safetensors").is_file());
+}

@@ -1,6 +1,10 @@
 //! `lora-lego compare`: every method on the same adapters, one table.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use lora_lego::adapter::AdapterFormat;
+use lora_lego::eval::{EvalRecord, Evaluator};
 
 use clap::Args;
 use lora_lego::align::ModuleSet;
@@ -9,6 +13,7 @@ use lora_lego::engine::Engine;
 use lora_lego::io::{load_all, LoadOptions};
 use lora_lego::recipe::{MergeMethod, MergeSettings};
 
+use super::eval::EvalArgs;
 use super::settings::SettingsArgs;
 
 /// `compare` arguments.
@@ -26,6 +31,9 @@ pub struct CompareArgs {
     /// The shared merge settings (k applies to lego).
     #[command(flatten)]
     pub settings: SettingsArgs,
+    /// Score each method's merge with an evaluator (a score column).
+    #[command(flatten)]
+    pub eval: EvalArgs,
 }
 
 /// Runs every method and prints the table.
@@ -41,20 +49,56 @@ pub fn run(args: &CompareArgs, load: &LoadOptions) -> anyhow::Result<()> {
     } else {
         args.methods.clone()
     };
+    let evaluator = args.eval.evaluator(None)?;
     let rows = compare(&engine, &settings, &methods);
+    let scores: Vec<Option<Result<EvalRecord, String>>> = match &evaluator {
+        None => rows.iter().map(|_| None).collect(),
+        Some((ev, split)) => {
+            let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+            rows.iter()
+                .map(|r| {
+                    r.unavailable.is_none().then(|| {
+                        let s = MergeSettings {
+                            method: r.method,
+                            ..settings.clone()
+                        };
+                        score(&engine, &s, tmp.path(), ev, split.as_deref())
+                    })
+                })
+                .collect()
+        }
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        let mut out = Vec::new();
+        for (row, score) in rows.iter().zip(&scores) {
+            let mut v = serde_json::to_value(row)?;
+            if let (Some(obj), Some(score)) = (v.as_object_mut(), score) {
+                let (key, val) = match score {
+                    Ok(e) => ("eval", serde_json::to_value(e)?),
+                    Err(e) => ("eval_error", serde_json::Value::from(e.clone())),
+                };
+                obj.insert(key.into(), val);
+            }
+            out.push(v);
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
+    let score_head = if evaluator.is_some() { "   score" } else { "" };
     println!(
-        "{:<20} {:>6} {:>9} {:>10} {:>9} {:>9} {:>10} {:>9}",
-        "method", "rank", "err/sum", "norm ratio", "mean ret", "min ret", "size", "time"
+        "{:<20} {:>6} {:>9} {:>10} {:>9} {:>9} {:>10} {:>9}{score_head}",
+        "method", "rank", "dist/sum", "norm ratio", "mean cos", "min cos", "size", "time"
     );
-    for r in rows {
+    for (r, score) in rows.iter().zip(&scores) {
+        let score = match score {
+            None => String::new(),
+            Some(Ok(e)) => format!(" {:>7.4}", e.mean),
+            Some(Err(e)) => format!("  score failed: {e}"),
+        };
         match &r.unavailable {
             Some(why) => println!("{:<20} n/a: {why}", r.method.to_string()),
             None => println!(
-                "{:<20} {:>6} {:>9.4} {:>10.4} {:>9.4} {:>9.4} {:>10} {:>7.1}ms",
+                "{:<20} {:>6} {:>9.4} {:>10.4} {:>9.4} {:>9.4} {:>10} {:>7.1}ms{score}",
                 r.method.to_string(),
                 r.max_rank,
                 r.error_vs_sum,
@@ -66,7 +110,31 @@ pub fn run(args: &CompareArgs, load: &LoadOptions) -> anyhow::Result<()> {
             ),
         }
     }
+    if evaluator.is_none() {
+        println!("dist/sum, norm ratio and cos are data-free geometry, not quality: score with --eval CMD");
+    }
     Ok(())
+}
+
+/// Merges with `settings`, writes the result under `tmp`, scores it and removes it again.
+fn score(
+    engine: &Engine,
+    settings: &MergeSettings,
+    tmp: &Path,
+    ev: &Evaluator,
+    split: Option<&str>,
+) -> Result<EvalRecord, String> {
+    let output = engine.merge_all(settings).map_err(|e| e.to_string())?;
+    let target = match settings.format {
+        AdapterFormat::Peft => tmp.join(settings.method.to_string()),
+        AdapterFormat::Kohya => tmp.join(format!("{}.safetensors", settings.method)),
+    };
+    lora_lego::export::export(engine, &output, settings, &target, true)
+        .map_err(|e| format!("writing {}: {e}", target.display()))?;
+    let result = ev.run(&target, split).map_err(|e| e.to_string());
+    let _ = std::fs::remove_dir_all(&target);
+    let _ = std::fs::remove_file(&target);
+    result
 }
 
 fn human_bytes(b: usize) -> String {

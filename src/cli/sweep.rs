@@ -125,8 +125,15 @@ fn plan(args: &SweepArgs) -> anyhow::Result<(Vec<PathBuf>, MergeSettings, SweepS
 /// Runs the sweep.
 pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
     let (paths, base, mut spec) = plan(args)?;
-    let Some((evaluator, split)) = args.eval.evaluator(spec.eval.as_deref())? else {
-        bail!("a sweep needs an evaluator: --eval 'CMD {{dir}} [--split {{split}}]'");
+    // A recipe's `eval` is a record, never run by itself: a recipe from elsewhere must not be
+    // able to start programs.
+    let Some((evaluator, split)) = args.eval.evaluator(None)? else {
+        match &spec.eval {
+            Some(cmd) => bail!(
+                "a sweep needs an evaluator: the recipe's [sweep] names `{cmd}`; pass it with --eval to run it"
+            ),
+            None => bail!("a sweep needs an evaluator: --eval 'CMD {{dir}} [--split {{split}}]'"),
+        }
     };
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
