@@ -80,9 +80,9 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         Row::new([
             "method",
             "rank",
-            "err vs sum",
+            "dist to sum",
             "norm ratio",
-            "min retention",
+            "min cosine",
             "silhouette",
         ])
         .style(t.heading()),
@@ -126,10 +126,10 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         Row::new([
             "method",
             "rank max/mean",
-            "err vs sum",
+            "dist to sum",
             "norm ratio",
-            "mean ret",
-            "min ret",
+            "mean cos",
+            "min cos",
             "size",
             "time",
         ])
