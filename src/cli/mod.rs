@@ -25,6 +25,9 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     /// Adapters to open in the explorer (PEFT directories or .safetensors files); none opens the demo.
     pub adapters: Vec<PathBuf>,
+    /// The explorer's sweep view (`w`) shows this sweep's results (a `lora-lego sweep --out` folder).
+    #[arg(long, value_name = "RESULTS_DIR")]
+    pub sweep: Option<PathBuf>,
     /// Accept adapters holding NaN or Inf values.
     #[arg(long, global = true)]
     pub allow_nonfinite: bool,
@@ -81,7 +84,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 cli.adapters
             };
-            lora_lego::tui::run(adapters, &load)
+            lora_lego::tui::run_with_sweep(adapters, &load, cli.sweep)
         }
     }
 }

@@ -53,6 +53,8 @@ pub enum Overlay {
     Export(Box<ExportDialog>),
     /// "Quit without exporting?"
     ConfirmQuit,
+    /// A sweep's candidates and scores.
+    Sweep(Box<crate::tui::sweep_view::SweepView>),
 }
 
 /// A row of the controls panel.
@@ -187,6 +189,8 @@ pub struct App {
     pub quit: bool,
     /// A fatal error (a worker panic): the run loop quits and reports it.
     pub fatal: Option<String>,
+    /// The sweep folder the sweep view (`w`) reads (`lora-lego --sweep RESULTS_DIR`).
+    pub sweep_dir: Option<PathBuf>,
 }
 
 impl App {
@@ -218,6 +222,7 @@ impl App {
             area: Rect::new(0, 0, 160, 48),
             quit: false,
             fatal: None,
+            sweep_dir: None,
         }
     }
 
@@ -508,6 +513,10 @@ impl App {
                 Vec::new()
             }
             KeyCode::Char('v') => self.open_compare(),
+            KeyCode::Char('w') => {
+                self.open_sweep();
+                Vec::new()
+            }
             KeyCode::Char('e') => {
                 self.open_export();
                 Vec::new()
@@ -532,6 +541,48 @@ impl App {
                 }
                 Vec::new()
             }
+            Overlay::Sweep(mut v) => match k.code {
+                KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('w') => Vec::new(),
+                KeyCode::Up | KeyCode::Char('k') => {
+                    v.move_by(-1);
+                    self.overlay = Some(Overlay::Sweep(v));
+                    Vec::new()
+                }
+                KeyCode::Down | KeyCode::Char('j') => {
+                    v.move_by(1);
+                    self.overlay = Some(Overlay::Sweep(v));
+                    Vec::new()
+                }
+                KeyCode::Char('x') => {
+                    v.knob = (v.knob + 1) % v.knobs().len().max(1);
+                    self.overlay = Some(Overlay::Sweep(v));
+                    Vec::new()
+                }
+                KeyCode::Char('r') => {
+                    v.reload();
+                    self.overlay = Some(Overlay::Sweep(v));
+                    Vec::new()
+                }
+                KeyCode::Enter | KeyCode::Char('e') => {
+                    let Some(r) = v.selected() else {
+                        self.overlay = Some(Overlay::Sweep(v));
+                        return Vec::new();
+                    };
+                    self.settings = r.settings.clone();
+                    self.status = Some(Status::Info(format!(
+                        "loaded sweep candidate {} ({})",
+                        r.id, r.method
+                    )));
+                    if k.code == KeyCode::Char('e') {
+                        self.open_export();
+                    }
+                    self.recompute()
+                }
+                _ => {
+                    self.overlay = Some(Overlay::Sweep(v));
+                    Vec::new()
+                }
+            },
             Overlay::ConfirmQuit => match k.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Char('q') => self.quit_now(),
                 _ => Vec::new(),
@@ -579,6 +630,28 @@ impl App {
             settings: self.settings.clone(),
             module: self.selected,
         })]
+    }
+
+    fn open_sweep(&mut self) {
+        match &self.sweep_dir {
+            Some(dir) => {
+                let v = crate::tui::sweep_view::SweepView::open(dir);
+                self.overlay = Some(Overlay::Sweep(Box::new(v)));
+            }
+            None => {
+                self.status = Some(Status::Info(
+                    "no sweep: open the explorer with --sweep RESULTS_DIR (from `lora-lego sweep`)"
+                        .into(),
+                ))
+            }
+        }
+    }
+
+    /// Re-reads the sweep view's results when the file changed (a sweep running elsewhere).
+    pub fn refresh_sweep(&mut self) {
+        if let Some(Overlay::Sweep(v)) = &mut self.overlay {
+            v.refresh();
+        }
     }
 
     fn open_export(&mut self) {
@@ -902,6 +975,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "compare every method side by side (this module and all)",
     ),
     ("e", "export dialog"),
+    (
+        "w",
+        "sweep view (--sweep DIR): ↑↓ select, Enter loads, e exports, x knob",
+    ),
     ("mouse", "click selects in lists; the wheel scrolls them"),
     ("?", "this help (any of ? Esc q closes it)"),
     (

@@ -10,6 +10,7 @@ pub mod export_dialog;
 pub mod history;
 pub mod panels;
 pub mod session;
+pub mod sweep_view;
 pub mod theme;
 pub mod ui;
 pub mod worker;
@@ -93,6 +94,15 @@ fn install_panic_hook() {
 
 /// Loads the adapters and runs the explorer until the user quits.
 pub fn run(paths: Vec<PathBuf>, load: &LoadOptions) -> anyhow::Result<()> {
+    run_with_sweep(paths, load, None)
+}
+
+/// [`run`], with the sweep view (`w`) reading the sweep in `sweep`.
+pub fn run_with_sweep(
+    paths: Vec<PathBuf>,
+    load: &LoadOptions,
+    sweep: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let adapters = load_all(&paths, load)?;
     let engine = Arc::new(Engine::new(ModuleSet::new(adapters)?));
     let history_path = history::default_path();
@@ -117,6 +127,7 @@ pub fn run(paths: Vec<PathBuf>, load: &LoadOptions) -> anyhow::Result<()> {
     };
     let mut app = App::new(Arc::clone(&engine), paths, settings);
     app.theme = theme::Theme::from_env();
+    app.sweep_dir = sweep;
     let warnings = engine.set.warnings.len()
         + engine
             .set
@@ -199,6 +210,7 @@ fn event_loop(
         if app.quit {
             break;
         }
+        app.refresh_sweep();
         if event::poll(Duration::from_millis(40))? {
             let ev = match event::read()? {
                 TermEvent::Key(k) => Some(Event::Key(k)),
