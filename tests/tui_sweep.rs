@@ -35,9 +35,12 @@ fn record(id: &str, method: &str, k: usize, mean: Option<f64>) -> ResultRecord {
         command: "score {dir}".into(),
         split: Some("val".into()),
         mean: m,
-        scores: [("alpha".to_string(), m + 0.1), ("beta".to_string(), m - 0.1)]
-            .into_iter()
-            .collect(),
+        scores: [
+            ("alpha".to_string(), m + 0.1),
+            ("beta".to_string(), m - 0.1),
+        ]
+        .into_iter()
+        .collect(),
         wall_secs: 1.0,
         exit_status: 0,
     });
@@ -48,7 +51,9 @@ fn record(id: &str, method: &str, k: usize, mean: Option<f64>) -> ResultRecord {
         settings,
         merge_sha: None,
         merge_secs: 0.1,
-        error: eval.is_none().then(|| "evaluator `score {dir}` failed".into()),
+        error: eval
+            .is_none()
+            .then(|| "evaluator `score {dir}` failed".into()),
         eval,
         same_as: None,
     }
@@ -86,9 +91,16 @@ fn candidates_are_listed_best_first_with_the_selected_ones_task_bars_and_a_plot(
     assert!(t.contains("5 candidate(s)"), "{t}");
     let order: Vec<u16> = ["lego-k4", "cat-k4", "lego-k6", "lego-k2", "broken"]
         .iter()
-        .map(|id| find(&b, &format!("│{id} ")).unwrap_or_else(|| panic!("{id}:\n{t}")).1)
+        .map(|id| {
+            find(&b, &format!("│{id} "))
+                .unwrap_or_else(|| panic!("{id}:\n{t}"))
+                .1
+        })
         .collect();
-    assert!(order.windows(2).all(|w| w[0] < w[1]), "best first: {order:?}\n{t}");
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "best first: {order:?}\n{t}"
+    );
     let broken = rows(&b)
         .into_iter()
         .find(|r| r.contains("broken "))
@@ -103,7 +115,10 @@ fn candidates_are_listed_best_first_with_the_selected_ones_task_bars_and_a_plot(
         assert!(row.contains(&format!("{v:.3}")), "{row}");
     }
     // Mean against k, one line per method, drawn in braille.
-    assert!(t.contains("mean vs k:") && t.contains("■ cat") && t.contains("■ lego"), "{t}");
+    assert!(
+        t.contains("mean vs k:") && t.contains("■ cat") && t.contains("■ lego"),
+        "{t}"
+    );
     let braille = rows(&b)
         .iter()
         .flat_map(|r| r.chars())
@@ -133,7 +148,11 @@ fn enter_loads_the_selected_candidate_and_e_exports_it() {
     assert!(row.contains("◀ shown"), "{row}");
     s.key(KeyCode::Char('e'));
     assert!(matches!(s.app.overlay, Some(Overlay::Export(_))));
-    assert_eq!(s.app.settings, records()[1].settings, "e loads the best (selected) first");
+    assert_eq!(
+        s.app.settings,
+        records()[1].settings,
+        "e loads the best (selected) first"
+    );
 }
 
 #[test]
@@ -162,4 +181,20 @@ fn without_a_sweep_folder_w_says_how_to_get_one() {
     s.key(KeyCode::Char('w'));
     assert!(s.app.overlay.is_none());
     assert!(matches!(&s.app.status, Some(Status::Info(m)) if m.contains("--sweep")));
+}
+
+#[test]
+fn a_loaded_candidates_score_leads_the_metrics_and_goes_stale_when_settings_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = open(tmp.path());
+    s.key(KeyCode::Enter);
+    let t = text(&s);
+    assert!(
+        t.contains("score 0.7000 on val (sweep candidate lego-k4)"),
+        "{t}"
+    );
+    s.key(KeyCode::Char('+'));
+    let t = text(&s);
+    assert!(!t.contains("score 0.7000 on val"), "{t}");
+    assert!(t.contains("score 0.7000 was for candidate lego-k4"), "{t}");
 }

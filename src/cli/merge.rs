@@ -203,7 +203,7 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
             summary.mean_error_vs_sum
         );
         for (name, r) in &summary.mean_retention {
-            println!("mean retention of {name}: {r:.4}");
+            println!("mean cosine to {name} (direction only): {r:.4}");
         }
         if let Some(e) = &summary.eval {
             println!("score: {}", e.summary());

@@ -191,6 +191,9 @@ pub struct App {
     pub fatal: Option<String>,
     /// The sweep folder the sweep view (`w`) reads (`lora-lego --sweep RESULTS_DIR`).
     pub sweep_dir: Option<PathBuf>,
+    /// The evaluator's score of a candidate loaded from the sweep view, with its settings (the
+    /// score is stale once the settings change).
+    pub score: Option<(MergeSettings, String, crate::eval::EvalRecord)>,
 }
 
 impl App {
@@ -223,6 +226,7 @@ impl App {
             quit: false,
             fatal: None,
             sweep_dir: None,
+            score: None,
         }
     }
 
@@ -569,6 +573,10 @@ impl App {
                         return Vec::new();
                     };
                     self.settings = r.settings.clone();
+                    self.score = r
+                        .eval
+                        .clone()
+                        .map(|e| (r.settings.clone(), r.id.clone(), e));
                     self.status = Some(Status::Info(format!(
                         "loaded sweep candidate {} ({})",
                         r.id, r.method

@@ -190,7 +190,11 @@ impl SweepView {
                 (None, Some(_)) => format!("{:>8}", "failed"),
                 _ => format!("{:>8}", "–"),
             };
-            let mark = if &r.settings == current { " ◀ shown" } else { "" };
+            let mark = if &r.settings == current {
+                " ◀ shown"
+            } else {
+                ""
+            };
             let line = Line::from(vec![
                 Span::raw(format!("{:<13}{:<16}", r.id, r.method)),
                 Span::styled(mean, Style::default().add_modifier(Modifier::BOLD)),

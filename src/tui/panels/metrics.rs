@@ -56,6 +56,28 @@ pub fn lines(app: &App, v: &ModuleView, t: &Theme, stale: bool) -> Vec<Line<'sta
         )
     };
     let mut out = Vec::new();
+    // An evaluator's score, when there is one, leads: it is the only figure about quality.
+    if let Some((settings, id, e)) = &app.score {
+        let split = e.split.as_deref().unwrap_or("–");
+        if settings == &app.settings {
+            out.push(Line::from(vec![
+                Span::styled("score ", t.heading()),
+                val(format!("{:.4}", e.mean)),
+                Span::styled(format!(" on {split} (sweep candidate {id})"), t.muted()),
+            ]));
+        } else {
+            out.push(Line::from(vec![
+                Span::styled("⟳ stale ", t.stale()),
+                Span::styled(
+                    format!(
+                        "score {:.4} was for candidate {id}, not these settings",
+                        e.mean
+                    ),
+                    t.muted(),
+                ),
+            ]));
+        }
+    }
     out.push(Line::from(vec![
         Span::styled("rank ", t.muted()),
         val(m.rank().to_string()),
