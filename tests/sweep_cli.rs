@@ -358,3 +358,77 @@ fn merge_eval_records_the_score_in_the_recipe_and_the_model_card_and_compare_sho
     );
     assert!(out2.join("adapter_model.safetensors").is_file());
 }
+
+#[test]
+fn scale_and_a_recipes_sweep_table_plan_the_grid_and_its_command_is_not_run_by_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let eval = format!("{} {{dir}}", fixture("eval/fake_scorer.sh").display());
+    let results = tmp.path().join("res");
+    sweep(&["-k", "2", "--scale", "0.5,1"], &eval, &results);
+    let (records, _) = read_results(&results.join("results.jsonl")).unwrap();
+    let scales: Vec<f64> = records.iter().map(|r| r.settings.output_scale).collect();
+    assert_eq!(scales, [0.5, 1.0]);
+    assert!(records.iter().all(|r| r.knobs.contains_key("output_scale")));
+    assert_ne!(
+        records[0].eval, records[1].eval,
+        "a different scale, a different merge"
+    );
+
+    // A recipe naming the adapters, a base and a [sweep] plan.
+    let mut text = String::from("version = 1\n");
+    for p in tiny_adapters() {
+        let a = lora_lego::io::load_adapter(&p, &Default::default()).unwrap();
+        text.push_str(&format!(
+            "[[adapters]]\npath = \"{}\"\nsha256 = \"{}\"\n",
+            p.display(),
+            lora_lego::recipe::adapter_hash(&a).unwrap()
+        ));
+    }
+    text.push_str(&format!(
+        "[merge]\nspace = \"balanced\"\n[sweep]\nmethods = [\"lego\"]\neval = \"{}\"\n[sweep.grid]\nk = [2, 3, 4]\n",
+        eval.replace('\\', "\\\\")
+    ));
+    let recipe = tmp.path().join("plan.toml");
+    std::fs::write(&recipe, text).unwrap();
+    let o = bin()
+        .args(["sweep", "--recipe"])
+        .arg(&recipe)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("pass it with --eval") && err.contains("fake_scorer.sh"),
+        "{err}"
+    );
+    let res2 = tmp.path().join("res2");
+    let o = bin()
+        .args(["sweep", "--recipe"])
+        .arg(&recipe)
+        .args(["--eval", &eval, "--out"])
+        .arg(&res2)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (records, _) = read_results(&res2.join("results.jsonl")).unwrap();
+    // A recorded hash that no longer matches is refused, as for merge --recipe.
+    let changed =
+        std::fs::read_to_string(&recipe)
+            .unwrap()
+            .replacen("sha256 = \"", "sha256 = \"0", 1);
+    std::fs::write(&recipe, changed).unwrap();
+    let o = bin()
+        .args(["sweep", "--recipe"])
+        .arg(&recipe)
+        .args(["--eval", &eval, "--out"])
+        .arg(&res2)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--allow-changed-inputs"));
+    let ks: Vec<usize> = records.iter().map(|r| r.settings.k).collect();
+    assert_eq!(ks, [2, 3, 4]);
+    assert!(records
+        .iter()
+        .all(|r| r.settings.space == lora_lego::recipe::FeatureSpace::Balanced));
+}

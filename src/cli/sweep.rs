@@ -70,14 +70,20 @@ pub struct SweepArgs {
     /// Replace an existing -o OUT.
     #[arg(long)]
     pub force: bool,
+    /// Sweep even if an input's hash differs from the recipe's (with --recipe).
+    #[arg(long)]
+    pub allow_changed_inputs: bool,
     /// Print nothing but errors and the final table.
     #[arg(long)]
     pub quiet: bool,
 }
 
 /// The adapters, the base settings and the plan the arguments describe.
-fn plan(args: &SweepArgs) -> anyhow::Result<(Vec<PathBuf>, MergeSettings, SweepSpec)> {
-    let (mut paths, base, mut spec) = match &args.recipe {
+/// The recipe is returned when its recorded hashes are to be checked.
+type Plan = (Vec<PathBuf>, MergeSettings, SweepSpec, Option<Recipe>);
+
+fn plan(args: &SweepArgs) -> anyhow::Result<Plan> {
+    let (mut paths, base, mut spec, mut recipe) = match &args.recipe {
         Some(file) => {
             let recipe = Recipe::read(file)?;
             let dir = file.parent().unwrap_or(Path::new("."));
@@ -85,12 +91,23 @@ fn plan(args: &SweepArgs) -> anyhow::Result<(Vec<PathBuf>, MergeSettings, SweepS
                 recipe.adapter_paths(dir),
                 recipe.merge.clone(),
                 recipe.sweep.clone().unwrap_or_default(),
+                Some(recipe),
             )
         }
-        None => (Vec::new(), MergeSettings::default(), SweepSpec::default()),
+        None => (
+            Vec::new(),
+            MergeSettings::default(),
+            SweepSpec::default(),
+            None,
+        ),
     };
     if !args.adapters.is_empty() {
+        // The recorded hashes only speak for the recorded inputs.
         paths = args.adapters.clone();
+        recipe = None;
+    }
+    if args.allow_changed_inputs {
+        recipe = None;
     }
     if paths.is_empty() {
         bail!("no adapters given (name them, or start from a recipe with --recipe FILE)");
@@ -119,12 +136,12 @@ fn plan(args: &SweepArgs) -> anyhow::Result<(Vec<PathBuf>, MergeSettings, SweepS
     if let Some(s) = args.seed {
         spec.seed = s;
     }
-    Ok((paths, base, spec))
+    Ok((paths, base, spec, recipe))
 }
 
 /// Runs the sweep.
 pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
-    let (paths, base, mut spec) = plan(args)?;
+    let (paths, base, mut spec, check) = plan(args)?;
     // A recipe's `eval` is a record, never run by itself: a recipe from elsewhere must not be
     // able to start programs.
     let Some((evaluator, split)) = args.eval.evaluator(None)? else {
@@ -152,6 +169,9 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
     log(format!("loading {} adapter(s)", paths.len()));
     let adapters = load_all(&paths, load)?;
     let described = Recipe::describe(&adapters, &base)?;
+    if let Some(recipe) = &check {
+        recipe.check_inputs(&described)?;
+    }
     let ctx = SweepContext {
         adapter_hashes: described
             .adapters
