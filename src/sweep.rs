@@ -614,6 +614,29 @@ impl SweepRun<'_> {
     }
 }
 
+/// Merges `settings`, writes the result into a fresh temporary folder, scores it and removes
+/// it: one evaluation outside a sweep (`compare --eval`, the explorer). The error is a message
+/// naming what failed.
+pub fn score_once(
+    engine: &Engine,
+    settings: &MergeSettings,
+    evaluator: &Evaluator,
+    split: Option<&str>,
+) -> std::result::Result<EvalRecord, String> {
+    let output = engine
+        .merge_all(settings)
+        .map_err(|e| format!("merge: {e}"))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("lora-lego-score-")
+        .tempdir()
+        .map_err(|e| format!("creating a temporary folder: {e}"))?;
+    let path = candidate_path(tmp.path(), &settings.method.to_string(), settings);
+    crate::export::export(engine, &output, settings, &path, false)
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    drop(output);
+    evaluator.run(&path, split).map_err(|e| e.to_string())
+}
+
 fn candidate_path(scoring: &Path, id: &str, settings: &MergeSettings) -> PathBuf {
     match settings.format {
         crate::adapter::AdapterFormat::Peft => scoring.join(id),

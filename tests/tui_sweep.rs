@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use lora_lego::eval::EvalRecord;
+use lora_lego::eval::{EvalRecord, Evaluator};
 use lora_lego::recipe::{MergeMethod, MergeSettings};
 use lora_lego::sweep::{write_results, ResultRecord};
 use lora_lego::tui::app::{Overlay, Status};
@@ -196,5 +196,36 @@ fn a_loaded_candidates_score_leads_the_metrics_and_goes_stale_when_settings_chan
     s.key(KeyCode::Char('+'));
     let t = text(&s);
     assert!(!t.contains("score 0.7000 on val"), "{t}");
-    assert!(t.contains("score 0.7000 was for candidate lego-k4"), "{t}");
+    assert!(
+        t.contains("⟳ stale score 0.7000 (sweep candidate lego-k4)"),
+        "{t}"
+    );
+}
+
+#[test]
+fn e_scores_the_current_settings_with_the_explorers_evaluator() {
+    let mut s = Session::open(&pair(), MergeSettings::default(), 160, 48).unwrap();
+    s.key(KeyCode::Char('E'));
+    assert!(matches!(&s.app.status, Some(Status::Info(m)) if m.contains("--eval")));
+    let scorer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval/fake_scorer.sh");
+    let ev = Evaluator::new(&format!("{} {{dir}} {{split}}", scorer.display()), None).unwrap();
+    s.app.evaluator = Some((ev.clone(), Some("val".into())));
+    s.key(KeyCode::Char('E'));
+    let (settings, label, e) = s.app.score.clone().expect("scored");
+    assert_eq!(settings, s.app.settings);
+    assert_eq!(label, "scored here");
+    // The same merge scored by the CLI path gives the same number.
+    let want = lora_lego::sweep::score_once(&s.app.engine, &settings, &ev, Some("val")).unwrap();
+    assert_eq!(e.mean, want.mean);
+    let t = text(&s);
+    assert!(
+        t.contains(&format!("score {:.4} on val (scored here)", e.mean)),
+        "{t}"
+    );
+    // A failing evaluator is a status-bar error, and the explorer goes on.
+    s.app.evaluator = Some((Evaluator::new("exit 9 # {dir}", None).unwrap(), None));
+    s.key(KeyCode::Char('+'));
+    s.key(KeyCode::Char('E'));
+    assert!(matches!(&s.app.status, Some(Status::Error(m)) if m.contains("exit status 9")));
+    assert!(!s.app.quit);
 }

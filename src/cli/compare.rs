@@ -1,10 +1,9 @@
 //! `lora-lego compare`: every method on the same adapters, one table.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
-use lora_lego::adapter::AdapterFormat;
-use lora_lego::eval::{EvalRecord, Evaluator};
+use lora_lego::eval::EvalRecord;
+use lora_lego::sweep::score_once;
 
 use clap::Args;
 use lora_lego::align::ModuleSet;
@@ -53,20 +52,18 @@ pub fn run(args: &CompareArgs, load: &LoadOptions) -> anyhow::Result<()> {
     let rows = compare(&engine, &settings, &methods);
     let scores: Vec<Option<Result<EvalRecord, String>>> = match &evaluator {
         None => rows.iter().map(|_| None).collect(),
-        Some((ev, split)) => {
-            let tmp = tempfile::tempdir().context("creating a temporary directory")?;
-            rows.iter()
-                .map(|r| {
-                    r.unavailable.is_none().then(|| {
-                        let s = MergeSettings {
-                            method: r.method,
-                            ..settings.clone()
-                        };
-                        score(&engine, &s, tmp.path(), ev, split.as_deref())
-                    })
+        Some((ev, split)) => rows
+            .iter()
+            .map(|r| {
+                r.unavailable.is_none().then(|| {
+                    let s = MergeSettings {
+                        method: r.method,
+                        ..settings.clone()
+                    };
+                    score_once(&engine, &s, ev, split.as_deref())
                 })
-                .collect()
-        }
+            })
+            .collect(),
     };
     if args.json {
         let mut out = Vec::new();
@@ -114,27 +111,6 @@ pub fn run(args: &CompareArgs, load: &LoadOptions) -> anyhow::Result<()> {
         println!("dist/sum, norm ratio and cos are data-free geometry, not quality: score with --eval CMD");
     }
     Ok(())
-}
-
-/// Merges with `settings`, writes the result under `tmp`, scores it and removes it again.
-fn score(
-    engine: &Engine,
-    settings: &MergeSettings,
-    tmp: &Path,
-    ev: &Evaluator,
-    split: Option<&str>,
-) -> Result<EvalRecord, String> {
-    let output = engine.merge_all(settings).map_err(|e| e.to_string())?;
-    let target = match settings.format {
-        AdapterFormat::Peft => tmp.join(settings.method.to_string()),
-        AdapterFormat::Kohya => tmp.join(format!("{}.safetensors", settings.method)),
-    };
-    lora_lego::export::export(engine, &output, settings, &target, true)
-        .map_err(|e| format!("writing {}: {e}", target.display()))?;
-    let result = ev.run(&target, split).map_err(|e| e.to_string());
-    let _ = std::fs::remove_dir_all(&target);
-    let _ = std::fs::remove_file(&target);
-    result
 }
 
 fn human_bytes(b: usize) -> String {

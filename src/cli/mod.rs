@@ -28,6 +28,9 @@ pub struct Cli {
     /// The explorer's sweep view (`w`) shows this sweep's results (a `lora-lego sweep --out` folder).
     #[arg(long, value_name = "RESULTS_DIR")]
     pub sweep: Option<PathBuf>,
+    /// The explorer's evaluator (`E` scores the current settings).
+    #[command(flatten)]
+    pub eval: eval::EvalArgs,
     /// Accept adapters holding NaN or Inf values.
     #[arg(long, global = true)]
     pub allow_nonfinite: bool,
@@ -84,7 +87,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 cli.adapters
             };
-            lora_lego::tui::run_with_sweep(adapters, &load, cli.sweep)
+            let extras = lora_lego::tui::Extras {
+                sweep: cli.sweep,
+                evaluator: cli.eval.evaluator(None)?,
+            };
+            lora_lego::tui::run_with(adapters, &load, extras)
         }
     }
 }

@@ -113,6 +113,13 @@ pub enum Event {
     Resize(u16, u16),
     /// A result from the worker.
     Reply(Box<Reply>),
+    /// The evaluator's verdict on `settings`.
+    Scored {
+        /// The settings scored.
+        settings: Box<MergeSettings>,
+        /// The record, or what went wrong.
+        result: Result<crate::eval::EvalRecord, String>,
+    },
 }
 
 /// What the run loop must do after an event.
@@ -124,6 +131,9 @@ pub enum Effect {
     SaveHistory,
     /// Leave the explorer.
     Quit,
+    /// Score these settings with the evaluator (off the worker: scoring takes seconds to
+    /// minutes and must not hold up recomputation).
+    Score(Box<MergeSettings>),
 }
 
 /// The effects of one event, in order.
@@ -191,9 +201,13 @@ pub struct App {
     pub fatal: Option<String>,
     /// The sweep folder the sweep view (`w`) reads (`lora-lego --sweep RESULTS_DIR`).
     pub sweep_dir: Option<PathBuf>,
-    /// The evaluator's score of a candidate loaded from the sweep view, with its settings (the
-    /// score is stale once the settings change).
+    /// The evaluator's last score, with the settings it is for and where it came from (a sweep
+    /// candidate, or `E`); stale once the settings change.
     pub score: Option<(MergeSettings, String, crate::eval::EvalRecord)>,
+    /// The evaluator `E` runs on the current settings (`lora-lego --eval CMD`), and its split.
+    pub evaluator: Option<(crate::eval::Evaluator, Option<String>)>,
+    /// True while a score is being computed.
+    pub scoring: bool,
 }
 
 impl App {
@@ -227,6 +241,8 @@ impl App {
             fatal: None,
             sweep_dir: None,
             score: None,
+            evaluator: None,
+            scoring: false,
         }
     }
 
@@ -332,6 +348,17 @@ impl App {
                 Vec::new()
             }
             Event::Reply(r) => self.reply(*r),
+            Event::Scored { settings, result } => {
+                self.scoring = false;
+                match result {
+                    Ok(e) => {
+                        self.status = Some(Status::Info(format!("scored: mean {:.4}", e.mean)));
+                        self.score = Some((*settings, "scored here".into(), e));
+                    }
+                    Err(e) => self.status = Some(Status::Error(format!("scoring failed: {e}"))),
+                }
+                Vec::new()
+            }
         }
     }
 
@@ -521,6 +548,7 @@ impl App {
                 self.open_sweep();
                 Vec::new()
             }
+            KeyCode::Char('E') => self.request_score(),
             KeyCode::Char('e') => {
                 self.open_export();
                 Vec::new()
@@ -576,7 +604,7 @@ impl App {
                     self.score = r
                         .eval
                         .clone()
-                        .map(|e| (r.settings.clone(), r.id.clone(), e));
+                        .map(|e| (r.settings.clone(), format!("sweep candidate {}", r.id), e));
                     self.status = Some(Status::Info(format!(
                         "loaded sweep candidate {} ({})",
                         r.id, r.method
@@ -638,6 +666,21 @@ impl App {
             settings: self.settings.clone(),
             module: self.selected,
         })]
+    }
+
+    fn request_score(&mut self) -> Vec<Effect> {
+        let Some((e, _)) = &self.evaluator else {
+            self.status = Some(Status::Info(
+                "no evaluator: open the explorer with --eval 'CMD {dir}'".into(),
+            ));
+            return Vec::new();
+        };
+        if self.scoring {
+            return Vec::new();
+        }
+        self.scoring = true;
+        self.status = Some(Status::Info(format!("scoring with `{}`…", e.command)));
+        vec![Effect::Score(Box::new(self.settings.clone()))]
     }
 
     fn open_sweep(&mut self) {
@@ -986,6 +1029,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "w",
         "sweep view (--sweep DIR): ↑↓ select, Enter loads, e exports, x knob",
+    ),
+    (
+        "E",
+        "score the current settings with the evaluator (--eval CMD)",
     ),
     ("mouse", "click selects in lists; the wheel scrolls them"),
     ("?", "this help (any of ? Esc q closes it)"),

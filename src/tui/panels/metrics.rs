@@ -63,18 +63,13 @@ pub fn lines(app: &App, v: &ModuleView, t: &Theme, stale: bool) -> Vec<Line<'sta
             out.push(Line::from(vec![
                 Span::styled("score ", t.heading()),
                 val(format!("{:.4}", e.mean)),
-                Span::styled(format!(" on {split} (sweep candidate {id})"), t.muted()),
+                Span::styled(format!(" on {split} ({id})"), t.muted()),
             ]));
         } else {
             out.push(Line::from(vec![
                 Span::styled("⟳ stale ", t.stale()),
-                Span::styled(
-                    format!(
-                        "score {:.4} was for candidate {id}, not these settings",
-                        e.mean
-                    ),
-                    t.muted(),
-                ),
+                // The old score, for other settings than those shown.
+                Span::styled(format!("score {:.4} ({id})", e.mean), t.muted()),
             ]));
         }
     }
