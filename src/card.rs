@@ -6,7 +6,8 @@ use std::path::Path;
 use crate::adapter::AdapterFormat;
 use crate::error::Result;
 use crate::eval::EvalRecord;
-use crate::io::write::{atomic_file, side_file_path, write_text};
+use crate::io::write::side_file_path;
+use crate::owned_file::replace_text;
 use crate::recipe::Recipe;
 
 /// The model card's file name (inside a PEFT directory; `NAME.README.md` beside a kohya file).
@@ -30,7 +31,5 @@ pub fn model_card(recipe: &Recipe, eval: &EvalRecord) -> String {
 
 /// Writes the card beside `target` (replacing an earlier card of the same export).
 pub fn write_card(target: &Path, format: AdapterFormat, text: &str) -> Result<()> {
-    atomic_file(&side_file_path(target, format, CARD_FILE), true, |tmp| {
-        write_text(tmp, text)
-    })
+    replace_text(&side_file_path(target, format, CARD_FILE), text)
 }

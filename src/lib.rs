@@ -19,6 +19,7 @@ pub mod kmeans;
 pub mod merge;
 pub mod metrics;
 pub mod msu;
+pub mod owned_file;
 pub mod pca2d;
 pub mod recipe;
 pub mod scatter;

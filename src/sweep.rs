@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::engine::{Engine, MergeOutput};
 use crate::error::{LegoError, Result};
 use crate::eval::{EvalRecord, Evaluator};
-use crate::io::write::{atomic_file, write_text};
+use crate::owned_file::replace_text;
 use crate::recipe::Recipe;
 use crate::settings::{MergeMethod, MergeSettings};
 
@@ -672,7 +672,7 @@ pub fn write_results(path: &Path, records: &[ResultRecord]) -> Result<()> {
         text.push_str(&line);
         text.push('\n');
     }
-    atomic_file(path, true, |tmp| write_text(tmp, &text))
+    replace_text(path, &text)
 }
 
 #[cfg(test)]

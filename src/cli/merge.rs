@@ -181,7 +181,7 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         };
         let side = side_file_path(out_path, settings.format, RECIPE_FILE);
         let text = scored.to_toml();
-        atomic_file(&side, true, |tmp| write_text(tmp, &text))?;
+        lora_lego::owned_file::replace_text(&side, &text)?;
         write_card(out_path, settings.format, &model_card(&scored, &record))?;
         summary.eval = Some(record);
     }

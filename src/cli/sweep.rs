@@ -13,8 +13,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lora_lego::align::ModuleSet;
 use lora_lego::card::{model_card, write_card};
 use lora_lego::engine::Engine;
-use lora_lego::io::write::{atomic_file, check_target, side_file_path, write_text};
+use lora_lego::io::write::{check_target, side_file_path};
 use lora_lego::io::{load_all, LoadOptions};
+use lora_lego::owned_file::replace_text;
 use lora_lego::recipe::{MergeMethod, MergeSettings, Recipe, RECIPE_FILE};
 use lora_lego::sweep::{
     best, candidates, knob_text, parse_set, read_results, ResultRecord, SweepContext, SweepEvent,
@@ -259,7 +260,7 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
     let best_path = args.results.join(BEST_FILE);
     let text = recipe.to_toml();
     // best.toml belongs to the results folder and follows its results.jsonl on every rerun.
-    atomic_file(&best_path, true, |tmp| write_text(tmp, &text))?;
+    replace_text(&best_path, &text)?;
     println!(
         "best: {} {} {} mean {:.4}; recipe in {}",
         top.id,
@@ -286,7 +287,7 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
         )
         .with_context(|| format!("writing {}", out.display()))?;
         let side = side_file_path(out, settings.format, RECIPE_FILE);
-        atomic_file(&side, true, |tmp| write_text(tmp, &text))?;
+        replace_text(&side, &text)?;
         write_card(out, settings.format, &model_card(&recipe, &eval))?;
         println!("exported the best candidate to {}", out.display());
     }
