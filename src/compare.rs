@@ -43,10 +43,7 @@ pub fn compare(
     methods
         .iter()
         .map(|&method| {
-            let s = MergeSettings {
-                method,
-                ..settings.clone()
-            };
+            let s = settings.with_method(method);
             let t = Instant::now();
             let result = engine.merge_all(&s);
             let millis = t.elapsed().as_secs_f64() * 1e3;

@@ -15,7 +15,10 @@ use crate::gram::GramError;
 use crate::gram::{embed, embed_features};
 use crate::kmeans::{k_curve, silhouette, suggest_k, GramKMeans, KPoint};
 use crate::merge::baselines::{self, BaselineParams, SourceFactors};
+use crate::merge::core_space::{CoreSpace, CoreTask};
 use crate::merge::lego;
+use crate::merge::lego_core::{LegoCore, Partition};
+use crate::merge::MethodError;
 use crate::merge::{ClusterStats, MergedModule};
 use crate::metrics::{source_mix, DeltaMetrics, UnitGeometry};
 use crate::msu::{RawUnitInfo, RawUnits, UnitScaling};
@@ -114,6 +117,26 @@ pub struct ModuleView {
     pub interference: Array2<f64>,
     /// The merge of this module.
     pub merged: MergedModule,
+}
+
+/// LEGO's core-space parameters from the settings, for `module`.
+fn lego_core_params(settings: &MergeSettings, module: &str) -> LegoCore {
+    LegoCore {
+        units: settings.units,
+        kc: settings.kc,
+        k: settings.k_for(module),
+        sign_aware: settings.space == FeatureSpace::SignAware,
+        param: settings.param_reweight,
+        output: settings.output_reweight,
+        output_scale: settings.output_scale,
+        post: settings.post,
+        alpha: settings.scale.unwrap_or(1.0),
+        seed: settings.seed,
+        n_init: settings.n_init,
+        max_iter: settings.max_iter,
+        tol: settings.tol,
+        ensemble: settings.ensemble,
+    }
 }
 
 /// The settings with the paper's plain feature space (baselines do not cluster).
@@ -232,10 +255,137 @@ impl Engine {
 
     /// Merges module `i`. `None` when no unit has a non-zero weight.
     pub fn merge_module(&self, i: usize, settings: &MergeSettings) -> Result<Option<MergedModule>> {
-        match settings.method {
-            MergeMethod::Lego => self.merge_lego(i, settings),
-            MergeMethod::Baseline(_) => self.merge_baseline(i, settings),
+        let merged = match settings.method {
+            MergeMethod::Lego | MergeMethod::LegoTsv if settings.lego_is_classic() => {
+                self.merge_lego(i, settings)?
+            }
+            MergeMethod::Lego | MergeMethod::LegoTsv => self.merge_core(i, settings, None)?,
+            MergeMethod::Baseline(_) => self.merge_baseline(i, settings)?,
+            MergeMethod::DataFree(_) => self.merge_core(i, settings, None)?,
+        };
+        Ok(merged.map(|m| self.apply_global_scale(m, settings)))
+    }
+
+    /// `--scale` on the methods whose own coefficient does not already carry it.
+    fn apply_global_scale(&self, mut m: MergedModule, settings: &MergeSettings) -> MergedModule {
+        let carried = matches!(settings.method, MergeMethod::DataFree(_))
+            || (settings.method.is_lego() && !settings.lego_is_classic());
+        match settings.scale {
+            Some(scale) if !carried && scale != 1.0 => {
+                m.b.mapv_inplace(|v| (f64::from(v) * scale) as f32);
+                let i = m.module;
+                m.metrics = self.metrics_of(i, settings, &m.a, &m.b);
+                m
+            }
+            _ => m,
         }
+    }
+
+    /// Module `i`'s tasks for the core-space methods, in a canonical order (ranks by content
+    /// within a task, tasks by their ranks' content), so the result does not depend on the
+    /// order of the adapters or of their ranks. Tasks with weight 0 are left out.
+    pub fn core_tasks(&self, i: usize, settings: &MergeSettings) -> Vec<CoreTask> {
+        let module = &self.set.modules[i];
+        let raw = RawUnits::load(&self.set, module);
+        let hashes = raw.hashes();
+        let mut tasks: Vec<(Vec<u64>, CoreTask)> = Vec::new();
+        for (si, &s) in module.sources.iter().enumerate() {
+            let weight = settings.weight(s.0);
+            if weight == 0.0 {
+                continue;
+            }
+            let mut rows: Vec<usize> = (0..raw.source.len())
+                .filter(|&r| raw.source[r] == si)
+                .collect();
+            rows.sort_by_key(|&r| (hashes[r], r));
+            let gather = |m: &Array2<f32>| {
+                Array2::from_shape_fn((rows.len(), m.ncols()), |(r, c)| f64::from(m[[rows[r], c]]))
+            };
+            let key: Vec<u64> = rows.iter().map(|&r| hashes[r]).collect();
+            tasks.push((
+                key,
+                CoreTask {
+                    a: gather(&raw.a),
+                    b: gather(&raw.b),
+                    scale: weight * self.set.source(s).scale,
+                },
+            ));
+        }
+        // Equal keys mean equal tasks (up to the weight), so their order cannot matter.
+        tasks.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.scale.total_cmp(&y.1.scale)));
+        tasks.into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// A core-space merge of module `i`: a data-free method, or LEGO with core-space options.
+    /// `partition` fixes LEGO's clusters (for tests against a reference partition).
+    pub fn merge_core(
+        &self,
+        i: usize,
+        settings: &MergeSettings,
+        partition: Option<&Partition>,
+    ) -> Result<Option<MergedModule>> {
+        let module = &self.set.modules[i];
+        let name = module.key.as_str();
+        let tasks = self.core_tasks(i, settings);
+        if tasks.is_empty() {
+            return Ok(None);
+        }
+        let fail = |e: MethodError| LegoError::Module {
+            module: name.to_string(),
+            reason: e.to_string(),
+        };
+        let core = CoreSpace::new(&tasks).map_err(fail)?;
+        let mut notices = Vec::new();
+        let mut clusters = None;
+        let factors = match settings.method {
+            MergeMethod::DataFree(method) => method
+                .build(&settings.data_free_params())
+                .merge(&core, baselines::module_seed(settings.seed, name))
+                .and_then(|m| m.into_factors(&core))
+                .map_err(fail)?,
+            _ => {
+                let lego = lego_core_params(settings, name);
+                let result = lego.run(&core, partition).map_err(fail)?;
+                if lego.k > result.stats.n_units {
+                    notices.push(format!(
+                        "module `{name}`: k = {} is more than its {} units; every unit is its own cluster",
+                        lego.k, result.stats.n_units
+                    ));
+                }
+                clusters = Some(result.stats);
+                core.lift(result.core.view()).map_err(fail)?
+            }
+        };
+        let metrics = self.metrics_of(i, settings, &factors.a, &factors.b);
+        Ok(Some(MergedModule {
+            module: i,
+            a: factors.a,
+            b: factors.b,
+            metrics,
+            clusters,
+            notices,
+        }))
+    }
+
+    /// ΔW' = b·a of module `i` against the exact weighted sum and each source.
+    fn metrics_of(
+        &self,
+        i: usize,
+        settings: &MergeSettings,
+        a: &Array2<f32>,
+        b: &Array2<f32>,
+    ) -> DeltaMetrics {
+        let module = &self.set.modules[i];
+        let scaling = self.scaling(i, &plain(settings));
+        let (pool_a, pool_b) = scaling.pool(&RawUnits::load(&self.set, module));
+        DeltaMetrics::from_factors(
+            pool_a.view(),
+            pool_b.view(),
+            &scaling.source,
+            module.sources.len(),
+            a.view(),
+            b.view(),
+        )
     }
 
     /// Merges every module in parallel; the output order is the module order.
@@ -359,13 +509,14 @@ impl Engine {
     pub fn module_view(&self, i: usize, settings: &MergeSettings) -> Result<Option<ModuleView>> {
         let module = &self.set.modules[i];
         let name = module.key.as_str();
-        let (prep, labels, signs, membership, merged) = match settings.method {
-            MergeMethod::Lego => match self.run_lego(i, settings)? {
+        let classic_lego = settings.method.is_lego() && settings.lego_is_classic();
+        let (prep, labels, signs, membership, merged) = match classic_lego {
+            true => match self.run_lego(i, settings)? {
                 Some(r) => (r.prepared, r.labels, r.signs, r.membership, r.merged),
                 None => return Ok(None),
             },
-            MergeMethod::Baseline(_) => {
-                let Some(merged) = self.merge_baseline(i, settings)? else {
+            false => {
+                let Some(merged) = self.merge_module(i, settings)? else {
                     return Ok(None);
                 };
                 let Some(prep) = self.prepared(i, &plain(settings))? else {
@@ -506,7 +657,7 @@ impl Engine {
         let params = BaselineParams {
             svd_rank: Some(settings.svd_rank.unwrap_or(max_rank)),
             svd_clamp: settings.svd_clamp,
-            density: settings.density,
+            density: settings.density.unwrap_or(baselines::DEFAULT_DENSITY),
             majority_sign: settings.majority_sign,
             seed: baselines::module_seed(settings.seed, module.key.as_str()),
         };
@@ -515,18 +666,10 @@ impl Engine {
                 module: module.key.to_string(),
                 reason: e.to_string(),
             })?;
-        let Some(prep) = self.prepared(i, &plain(settings))? else {
+        if self.scaling(i, &plain(settings)).is_empty() {
             return Ok(None);
-        };
-        let (pool_a, pool_b) = prep.scaling.pool(&raw);
-        let metrics = DeltaMetrics::from_factors(
-            pool_a.view(),
-            pool_b.view(),
-            &prep.scaling.source,
-            module.sources.len(),
-            merged.a.view(),
-            merged.b.view(),
-        );
+        }
+        let metrics = self.metrics_of(i, settings, &merged.a, &merged.b);
         Ok(Some(MergedModule {
             module: i,
             a: merged.a,

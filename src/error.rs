@@ -5,12 +5,12 @@ use std::path::PathBuf;
 /// Everything that can go wrong while reading, aligning, merging or writing adapters.
 #[derive(Debug, thiserror::Error)]
 pub enum LegoError {
-    /// An I/O failure on a named path.
-    #[error("{path}: {source}")]
+    /// An I/O failure on a named path. The cause is part of the message and deliberately not
+    /// a `source()`: `anyhow`'s `{:#}` would print it a second time.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A safetensors file that could not be parsed.
     #[error("{path}: not a valid safetensors file: {reason}")]
@@ -53,9 +53,30 @@ pub enum LegoError {
     /// A merge request that cannot be carried out.
     #[error("{0}")]
     Invalid(String),
-    /// An output that already exists.
-    #[error("{path}: already exists; pass --force to replace it")]
+    /// An output that already exists (the caller says how to replace it).
+    #[error("{path}: already exists")]
     OutputExists { path: PathBuf },
+    /// An output path that is, lies inside, or contains a file the merge reads.
+    #[error("{output}: this output {relation} the input {input}; an output never replaces an input, choose another path")]
+    OutputOverlapsInput {
+        output: PathBuf,
+        input: PathBuf,
+        relation: &'static str,
+    },
+    /// An existing output that lora-lego did not write, which it refuses to replace.
+    #[error("{path}: refusing to replace it: {found} (only a previous lora-lego export or a single adapter file is replaced)")]
+    NotReplaceable { path: PathBuf, found: String },
+    /// A value that would be NaN or Inf once written in the output dtype.
+    #[error("tensor `{tensor}`: {count} value(s) are not finite in {dtype} (largest magnitude {max_abs:e}); nothing was written")]
+    NonFiniteOutput {
+        tensor: String,
+        dtype: String,
+        count: usize,
+        max_abs: f64,
+    },
+    /// An input file that changed size while it was mapped.
+    #[error("{path}: the file changed size while it was being read ({was} bytes, now {now}); nothing was written")]
+    InputChanged { path: PathBuf, was: u64, now: u64 },
 }
 
 /// Result with [`LegoError`].
@@ -80,7 +101,7 @@ impl LegoError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         LegoError::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

@@ -10,7 +10,8 @@ use crate::engine::{Engine, MergeOutput};
 use crate::error::{LegoError, Result};
 use crate::io::factors::stored_shapes;
 use crate::io::tensor::{DType, TensorRef};
-use crate::io::write::{write_adapter, AdapterOut, OutModule};
+use crate::io::write::{side_file_path, write_adapter, AdapterOut, OutModule};
+use crate::output_guard::Inputs;
 use crate::recipe::{Recipe, RECIPE_FILE, RECIPE_METADATA_KEY};
 use crate::settings::MergeSettings;
 
@@ -29,6 +30,11 @@ pub fn adapter_out(
             DType::F32
         }),
     };
+    if output.modules.iter().all(|m| m.rank() == 0) {
+        return Err(LegoError::Invalid(
+            "the merge leaves no module to write (every adapter has weight 0, or no module has a rank above 0); nothing was written".into(),
+        ));
+    }
     let modules = output
         .modules
         .iter()
@@ -36,17 +42,22 @@ pub fn adapter_out(
             let aligned = &set.modules[m.module];
             let k = m.rank();
             let (a_shape, b_shape) = stored_shapes(&aligned.kind, k, aligned.d_in, aligned.d_out);
-            OutModule {
+            let name = match settings.format {
+                AdapterFormat::Peft => aligned.names.peft.as_deref(),
+                AdapterFormat::Kohya => None,
+            }
+            .unwrap_or(&aligned.names.kohya);
+            Ok(OutModule {
                 names: aligned.names.clone(),
                 kind: aligned.kind.clone(),
-                a: TensorRef::from_array(&m.a, a_shape, dtype),
-                b: TensorRef::from_array(&m.b, b_shape, dtype),
+                a: encode_finite(&m.a, a_shape, dtype, name, "A")?,
+                b: encode_finite(&m.b, b_shape, dtype, name, "B")?,
                 rank: k,
                 // Scale 1: the sources' scales are folded into the factors.
                 alpha: k as f64,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let (extras, modules_to_save) = kept_heads(engine, settings, &mut notices)?;
     let config_template = set
         .adapters
@@ -89,6 +100,13 @@ pub fn export_with_recipe(
     force: bool,
     recipe: &str,
 ) -> Result<Vec<String>> {
+    let inputs = Inputs::of_adapters(&engine.set.adapters);
+    inputs.check(target)?;
+    if settings.format == AdapterFormat::Kohya {
+        inputs.check(&side_file_path(target, settings.format, RECIPE_FILE))?;
+    }
+    // The merge read every input: one that shrank meanwhile gave zeros, not its data.
+    crate::io::check_intact(&engine.set.adapters)?;
     let (mut out, notices) = adapter_out(engine, output, settings)?;
     let recipe = recipe.to_string();
     out.metadata
@@ -96,6 +114,28 @@ pub fn export_with_recipe(
     out.side_files.push((RECIPE_FILE.into(), recipe));
     write_adapter(&out, settings.format, target, force)?;
     Ok(notices)
+}
+
+/// Encodes a factor in the output dtype and refuses it if any value is NaN or Inf there (an
+/// F16 maximum is 65 504: a large merge can overflow it).
+fn encode_finite(
+    values: &ndarray::Array2<f32>,
+    shape: Vec<usize>,
+    dtype: DType,
+    module: &str,
+    factor: &str,
+) -> Result<TensorRef> {
+    let t = TensorRef::from_array(values, shape, dtype);
+    let count = t.value_stats().nonfinite;
+    if count > 0 {
+        return Err(LegoError::NonFiniteOutput {
+            tensor: format!("{module} (lora_{factor})"),
+            dtype: dtype.to_string(),
+            count,
+            max_abs: values.iter().fold(0f64, |m, v| m.max(f64::from(v.abs()))),
+        });
+    }
+    Ok(t)
 }
 
 /// The dtype every source factor shares, if any.

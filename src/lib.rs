@@ -16,15 +16,18 @@ pub mod gram;
 pub mod inspect;
 pub mod io;
 pub mod kmeans;
+pub mod linalg;
 pub mod merge;
 pub mod metrics;
 pub mod msu;
+pub mod output_guard;
 pub mod owned_file;
 pub mod pca2d;
 pub mod recipe;
 pub mod scatter;
 
 pub mod settings;
+pub mod signals;
 pub mod sweep;
 pub mod tui;
 pub use error::{LegoError, Result};

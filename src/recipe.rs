@@ -9,14 +9,15 @@ use sha2::{Digest, Sha256};
 
 pub use crate::settings::*;
 
-use crate::adapter::{Adapter, AdapterFormat};
+use crate::adapter::Adapter;
 use crate::error::{LegoError, Result};
-use crate::io::peft::CONFIG_NAME;
 
 /// The recipe format this build reads and writes.
 pub const RECIPE_VERSION: u32 = 1;
 /// The recipe's name beside an exported PEFT adapter (and its safetensors metadata key).
 pub const RECIPE_FILE: &str = "lora_lego_recipe.toml";
+/// The first line of every recipe lora-lego writes (how `--force` recognises one of ours).
+pub const RECIPE_HEADER: &str = "# lora-lego merge recipe";
 /// The safetensors metadata key holding the recipe.
 pub const RECIPE_METADATA_KEY: &str = "lora_lego_recipe";
 
@@ -74,17 +75,30 @@ impl Recipe {
     /// The TOML text.
     pub fn to_toml(&self) -> String {
         let body = toml::to_string(self).unwrap_or_default();
-        format!("# lora-lego merge recipe: replay with `lora-lego merge --recipe FILE`\n{body}")
+        format!("{RECIPE_HEADER}: replay with `lora-lego merge --recipe FILE`\n{body}")
     }
 
     /// Parses recipe text; errors name the file, the line and the field.
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
-        let recipe: Recipe = toml::from_str(text).map_err(|e| {
+        let mut recipe: Recipe = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            recipe_error(path, line, e.message().trim().to_string())
+            let message = e.message().trim().to_string();
+            let message = match line.and_then(|l| field_at(text, l)) {
+                Some(field) if !message.contains(&format!("`{field}`")) => {
+                    format!("`{field}`: {message}")
+                }
+                _ => message,
+            };
+            recipe_error(path, line, message)
         })?;
+        if recipe.merge.method == MergeMethod::LegoTsv {
+            // A preset's fields left out take the preset's values, not the general defaults.
+            let given = given_merge_fields(text);
+            let given: Vec<&str> = given.iter().map(String::as_str).collect();
+            recipe.merge.apply_preset_fields(&given);
+        }
         if recipe.version != RECIPE_VERSION {
             return Err(recipe_error(
                 path,
@@ -114,7 +128,10 @@ impl Recipe {
 
     /// Reads a recipe file.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| LegoError::io(path, e))?;
+        let mut text = String::new();
+        crate::io::tensor::open_regular(path)?
+            .read_to_string(&mut text)
+            .map_err(|e| LegoError::io(path, e))?;
         Self::parse(path, &text)
     }
 
@@ -158,6 +175,24 @@ fn recipe_error(path: &Path, line: Option<usize>, message: String) -> LegoError 
     }
 }
 
+/// The dotted name (`merge.k`) of the key set on `line` (1-based), if that line sets one.
+fn field_at(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let here = lines.get(line.checked_sub(1)?)?.trim_start();
+    let (key, _) = here.split_once('=').filter(|_| !here.starts_with('['))?;
+    let key = key.trim().trim_matches('"');
+    let table = lines[..line - 1]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
 /// The line (1-based) where `field = …` is set, if it is.
 fn field_line(text: &str, field: &str) -> Option<usize> {
     text.lines()
@@ -169,19 +204,18 @@ fn field_line(text: &str, field: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-/// sha256 over an adapter's files: the PEFT config (when there is one) and the weights.
+/// sha256 over every file read for an adapter (see [`crate::io::input_files`]): its PEFT
+/// config, wherever it was found, then the weights.
 pub fn adapter_hash(a: &Adapter) -> Result<String> {
     let mut h = Sha256::new();
-    if a.format == AdapterFormat::Peft {
-        let dir = a.weights_file.parent().unwrap_or(Path::new("."));
-        let cfg = dir.join(CONFIG_NAME);
-        if cfg.is_file() {
-            h.update(b"config\0");
-            hash_file(&mut h, &cfg)?;
-        }
+    for file in crate::io::input_files(a) {
+        h.update(if file == a.weights_file {
+            b"weights\0".as_slice()
+        } else {
+            b"config\0".as_slice()
+        });
+        hash_file(&mut h, &file)?;
     }
-    h.update(b"weights\0");
-    hash_file(&mut h, &a.weights_file)?;
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -195,4 +229,13 @@ fn hash_file(h: &mut Sha256, path: &Path) -> Result<()> {
         }
         h.update(&buf[..n]);
     }
+}
+
+/// The keys written in a recipe's `[merge]` table.
+fn given_merge_fields(text: &str) -> Vec<String> {
+    text.parse::<toml::Table>()
+        .ok()
+        .and_then(|t| t.get("merge").and_then(|m| m.as_table()).cloned())
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
 }

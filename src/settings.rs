@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapter::AdapterFormat;
 use crate::io::tensor::DType;
 use crate::merge::baselines::{BaselineMethod, MajoritySign};
+use crate::merge::data_free::{DataFreeMethod, DataFreeParams};
 
 /// Serialises a field through its `Display` / `FromStr`, so recipes hold plain strings.
 pub mod as_string {
@@ -39,20 +40,35 @@ pub mod as_string {
 pub enum MergeMethod {
     /// LoRA-LEGO: k-means over rank-1 units.
     Lego,
+    /// LoRA-LEGO preset `lego-tsv`: centred units, sign-aware clustering, TSV post-step.
+    LegoTsv,
     /// One of PEFT's `add_weighted_adapter` combination types.
     Baseline(BaselineMethod),
+    /// A data-free core-space method (TSV-M, Iso-C, CART, KnOTS, …).
+    DataFree(DataFreeMethod),
 }
 
 impl MergeMethod {
     /// Every method, LEGO first.
     pub fn all() -> Vec<MergeMethod> {
-        std::iter::once(MergeMethod::Lego)
+        [MergeMethod::Lego, MergeMethod::LegoTsv]
+            .into_iter()
             .chain(
                 BaselineMethod::ALL
                     .iter()
                     .map(|m| MergeMethod::Baseline(*m)),
             )
+            .chain(
+                DataFreeMethod::ALL
+                    .iter()
+                    .map(|m| MergeMethod::DataFree(*m)),
+            )
             .collect()
+    }
+
+    /// Whether this is LoRA-LEGO (plain or a preset).
+    pub fn is_lego(self) -> bool {
+        matches!(self, MergeMethod::Lego | MergeMethod::LegoTsv)
     }
 }
 
@@ -60,7 +76,9 @@ impl fmt::Display for MergeMethod {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MergeMethod::Lego => f.write_str("lego"),
+            MergeMethod::LegoTsv => f.write_str("lego-tsv"),
             MergeMethod::Baseline(b) => f.write_str(b.name()),
+            MergeMethod::DataFree(m) => f.write_str(m.name()),
         }
     }
 }
@@ -68,8 +86,13 @@ impl fmt::Display for MergeMethod {
 impl FromStr for MergeMethod {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if s == "lego" {
-            return Ok(MergeMethod::Lego);
+        match s {
+            "lego" => return Ok(MergeMethod::Lego),
+            "lego-tsv" | "lego_tsv" => return Ok(MergeMethod::LegoTsv),
+            _ => {}
+        }
+        if let Ok(m) = s.parse::<DataFreeMethod>() {
+            return Ok(MergeMethod::DataFree(m));
         }
         s.parse::<BaselineMethod>()
             .map(MergeMethod::Baseline)
@@ -199,6 +222,81 @@ impl fmt::Display for OutputReweight {
     }
 }
 
+/// Which rank-1 units LoRA-LEGO clusters (methods.md §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitBasis {
+    /// The adapters' own ranks, as stored (the paper).
+    #[default]
+    Raw,
+    /// Each task's singular vectors (canonical up to sign).
+    Svd,
+    /// The singular vectors of each task minus the tasks' mean (`kc` per task); the mean is
+    /// added back once.
+    Centred,
+}
+
+impl FromStr for UnitBasis {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "raw" => Ok(Self::Raw),
+            "svd" => Ok(Self::Svd),
+            "centred" | "centered" => Ok(Self::Centred),
+            _ => Err(format!(
+                "unknown unit basis `{s}` (expected raw, svd or centred)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for UnitBasis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Raw => "raw",
+            Self::Svd => "svd",
+            Self::Centred => "centred",
+        })
+    }
+}
+
+/// What LoRA-LEGO does to the merged module after clustering (methods.md §9 step 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PostStep {
+    /// The centroids as they are (the paper).
+    #[default]
+    None,
+    /// Flatten the merged spectrum (Iso-C).
+    Iso,
+    /// Orthogonalise the merged units' directions, keeping their norms (TSV).
+    Tsv,
+}
+
+impl FromStr for PostStep {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Self::None),
+            "iso" => Ok(Self::Iso),
+            "tsv" => Ok(Self::Tsv),
+            _ => Err(format!(
+                "unknown post-step `{s}` (expected none, iso or tsv)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for PostStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Iso => "iso",
+            Self::Tsv => "tsv",
+        })
+    }
+}
+
 /// Reads `output_reweight` from `"mean"`, `"max"`, `"off"`, `"12.5"` or a bare number.
 fn output_reweight_from_string_or_number<'de, D: serde::Deserializer<'de>>(
     d: D,
@@ -266,6 +364,24 @@ impl FromStr for KOverride {
     }
 }
 
+/// The largest `scale` accepted: beyond it a merge is a typo, not a choice.
+pub const MAX_SCALE: f64 = 1e3;
+
+/// The `lego-tsv` preset's numbers (the rest: centred units, sign-aware k-means, L∞ parameter
+/// reweighting, no output reweighting, TSV post-step).
+struct LegoTsvPreset {
+    k: usize,
+    kc: usize,
+    ensemble: usize,
+}
+
+/// methods.md §9's preset; `ensemble` chosen on bench-quality's validation split (README).
+const LEGO_TSV: LegoTsvPreset = LegoTsvPreset {
+    k: 32,
+    kc: 6,
+    ensemble: 5,
+};
+
 /// A setting out of range: which field and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -312,14 +428,34 @@ pub struct MergeSettings {
     /// Baselines: SVD rank (default: the largest source rank).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub svd_rank: Option<usize>,
-    /// Baselines: fraction of entries kept by TIES / DARE / magnitude pruning.
-    pub density: f64,
+    /// Fraction of entries kept by TIES / DARE / magnitude pruning (absent = the method's
+    /// default: 0.5 for PEFT's, 0.3 core_ties, 0.2 knots_ties, 0.9 knots_dare_ties).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub density: Option<f64>,
     /// Baselines: TIES sign election.
     #[serde(with = "as_string")]
     pub majority_sign: MajoritySign,
     /// Baselines: quantile clamp of the SVD factors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub svd_clamp: Option<f64>,
+    /// The method's global coefficient (λ or α; absent = the method's default, 1 for methods
+    /// without one); multiplies the merged ΔW of methods that have none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
+    /// LEGO: the units clustered.
+    pub units: UnitBasis,
+    /// LEGO with centred units: units per task.
+    pub kc: usize,
+    /// LEGO: the post-step on the merged module.
+    pub post: PostStep,
+    /// LEGO: k-means seeds whose merges are averaged (1 = one seed).
+    pub ensemble: usize,
+    /// CART: rank of each deviation as a fraction of the core size (absent = 0.08).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank_fraction: Option<f64>,
+    /// Iso-CTS: the common subspace's fraction of the core size (absent = 0.8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub common_fraction: Option<f64>,
     /// Output format.
     pub format: AdapterFormat,
     /// Output dtype (`None` = the sources').
@@ -328,6 +464,10 @@ pub struct MergeSettings {
     /// Names of adapters whose non-LoRA tensors are copied into the output.
     pub keep_heads: Vec<String>,
 }
+
+/// The largest `output_scale` accepted: beyond it the scale is a typo, not a choice (it
+/// multiplies ΔW, and F16 overflows at 65 504).
+pub const MAX_OUTPUT_SCALE: f64 = 1000.0;
 
 impl Default for MergeSettings {
     fn default() -> Self {
@@ -345,9 +485,16 @@ impl Default for MergeSettings {
             max_iter: 300,
             tol: 1e-6,
             svd_rank: None,
-            density: 0.5,
+            density: None,
             majority_sign: MajoritySign::Total,
             svd_clamp: None,
+            scale: None,
+            units: UnitBasis::Raw,
+            kc: crate::merge::lego_core::DEFAULT_KC,
+            post: PostStep::None,
+            ensemble: 1,
+            rank_fraction: None,
+            common_fraction: None,
             format: AdapterFormat::Peft,
             dtype: None,
             keep_heads: Vec::new(),
@@ -410,20 +557,46 @@ impl MergeSettings {
                 format!("tol must be a positive number, got {}", self.tol),
             );
         }
-        if !(self.output_scale.is_finite() && self.output_scale > 0.0) {
+        if !(self.output_scale.is_finite()
+            && self.output_scale > 0.0
+            && self.output_scale <= MAX_OUTPUT_SCALE)
+        {
             return err(
                 "output_scale",
                 format!(
-                    "output_scale must be a positive number, got {}",
+                    "output_scale must be a positive number up to {MAX_OUTPUT_SCALE}, got {:?}",
                     self.output_scale
                 ),
             );
         }
-        if !(self.density > 0.0 && self.density <= 1.0) {
-            return err(
-                "density",
-                format!("density must be in (0, 1], got {}", self.density),
-            );
+        if let Some(d) = self.density {
+            if !(d > 0.0 && d <= 1.0) {
+                return err("density", format!("density must be in (0, 1], got {d}"));
+            }
+        }
+        if let Some(v) = self.scale {
+            if !(v.is_finite() && v > 0.0 && v <= MAX_SCALE) {
+                return err(
+                    "scale",
+                    format!("scale must be a positive number up to {MAX_SCALE}, got {v}"),
+                );
+            }
+        }
+        for (field, value) in [
+            ("rank_fraction", self.rank_fraction),
+            ("common_fraction", self.common_fraction),
+        ] {
+            if let Some(v) = value {
+                if !(v > 0.0 && v <= 1.0) {
+                    return err(field, format!("{field} must be in (0, 1], got {v}"));
+                }
+            }
+        }
+        if self.kc == 0 {
+            return err("kc", "kc must be at least 1".into());
+        }
+        if self.ensemble == 0 {
+            return err("ensemble", "ensemble must be at least 1".into());
         }
         if let Some(q) = self.svd_clamp {
             if !(q > 0.0 && q <= 1.0) {
@@ -434,6 +607,82 @@ impl MergeSettings {
             return err("svd_rank", "svd_rank must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// The settings `method` starts from: the defaults, with the preset's values for a
+    /// LoRA-LEGO preset (`lego-tsv`: methods.md §9's best setting, see the README).
+    pub fn preset(method: MergeMethod) -> MergeSettings {
+        let mut s = MergeSettings {
+            method,
+            ..MergeSettings::default()
+        };
+        if method == MergeMethod::LegoTsv {
+            s.apply_preset_fields(&[]);
+        }
+        s
+    }
+
+    /// Sets the `lego-tsv` preset's fields, except those named in `keep`.
+    pub fn apply_preset_fields(&mut self, keep: &[&str]) {
+        let p = LEGO_TSV;
+        let set = |name: &str| !keep.contains(&name);
+        if set("k") {
+            self.k = p.k;
+        }
+        if set("units") {
+            self.units = UnitBasis::Centred;
+        }
+        if set("kc") {
+            self.kc = p.kc;
+        }
+        if set("space") {
+            self.space = FeatureSpace::SignAware;
+        }
+        if set("param_reweight") {
+            self.param_reweight = ParamReweight::Linf;
+        }
+        if set("output_reweight") {
+            self.output_reweight = OutputReweight::Off;
+        }
+        if set("post") {
+            self.post = PostStep::Tsv;
+        }
+        if set("ensemble") {
+            self.ensemble = p.ensemble;
+        }
+    }
+
+    /// This settings' method with its preset applied when switching to a preset from another
+    /// method (what the explorer's method key and `compare` use).
+    pub fn with_method(&self, method: MergeMethod) -> MergeSettings {
+        let mut s = MergeSettings {
+            method,
+            ..self.clone()
+        };
+        if method == MergeMethod::LegoTsv && self.method != MergeMethod::LegoTsv {
+            s.apply_preset_fields(&[]);
+        } else if method == MergeMethod::Lego && self.method == MergeMethod::LegoTsv {
+            let d = MergeSettings::default();
+            (s.k, s.units, s.kc, s.space) = (d.k, d.units, d.kc, d.space);
+            (s.output_reweight, s.post, s.ensemble) = (d.output_reweight, d.post, d.ensemble);
+        }
+        s
+    }
+
+    /// What a data-free method reads.
+    pub fn data_free_params(&self) -> DataFreeParams {
+        DataFreeParams {
+            scale: self.scale,
+            density: self.density,
+            rank_fraction: self.rank_fraction,
+            common_fraction: self.common_fraction,
+        }
+    }
+
+    /// Whether LEGO runs the classic full-space route (raw units, no post-step, one seed);
+    /// anything else runs in core space.
+    pub fn lego_is_classic(&self) -> bool {
+        self.units == UnitBasis::Raw && self.post == PostStep::None && self.ensemble == 1
     }
 
     /// The k requested for `module` (before clamping to the number of units).

@@ -20,9 +20,8 @@ use crate::owned_file::replace_text;
 use crate::recipe::Recipe;
 use crate::settings::{MergeMethod, MergeSettings};
 
-/// The settings field `--scale` sweeps. The settings have no global scale for every method
-/// yet; `output_scale` (LEGO's multiplier on B') stands in until they do.
-pub const SCALE_FIELD: &str = "output_scale";
+/// The settings field `--scale` sweeps: every method's global coefficient on the merged ΔW.
+pub const SCALE_FIELD: &str = "scale";
 /// The results file inside a sweep's folder.
 pub const RESULTS_FILE: &str = "results.jsonl";
 /// The best candidate's recipe inside a sweep's folder.

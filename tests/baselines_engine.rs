@@ -42,7 +42,7 @@ fn every_golden_is_reproduced_through_the_engine_and_the_exporter() {
                 .map(|w| w.as_f64().unwrap())
                 .collect(),
             svd_rank: p["svd_rank"].as_u64().map(|r| r as usize),
-            density: p["density"].as_f64().unwrap_or(1.0),
+            density: Some(p["density"].as_f64().unwrap_or(1.0)),
             ..MergeSettings::default()
         };
         let engine = Engine::new(ModuleSet::new(inputs).unwrap());

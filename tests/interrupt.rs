@@ -115,3 +115,128 @@ fn killed_exports_leave_no_partial_output() {
         .collect();
     assert!(litter.is_empty(), "{litter:?}");
 }
+
+/// What a kohya target and its recipe side file hold: `None` when both are absent, else the
+/// weights' rank and whether the side file is there. An error when the pair is inconsistent:
+/// partial weights, a side file without weights, or a side file that is not the weights' recipe.
+fn kohya_state(file: &Path) -> Result<Option<(usize, bool)>, String> {
+    let side = lora_lego::io::write::side_file_path(
+        file,
+        lora_lego::adapter::AdapterFormat::Kohya,
+        "lora_lego_recipe.toml",
+    );
+    if !file.exists() {
+        return match side.exists() {
+            false => Ok(None),
+            true => Err("a side file without its weights".into()),
+        };
+    }
+    let a = lora_lego::io::load_adapter(file, &Default::default()).map_err(|e| e.to_string())?;
+    let rank = a.modules[0].rank;
+    if a.modules.len() != 28 || a.modules.iter().any(|m| m.rank != rank) {
+        return Err("incomplete weights".into());
+    }
+    let embedded = a
+        .metadata
+        .get("lora_lego_recipe")
+        .cloned()
+        .unwrap_or_default();
+    if side.exists() {
+        let text = std::fs::read_to_string(&side).map_err(|e| e.to_string())?;
+        if text != embedded {
+            return Err(format!(
+                "rank-{rank} weights beside another export's recipe"
+            ));
+        }
+    }
+    Ok(Some((rank, side.exists())))
+}
+
+fn merge_kohya(paths: &[std::path::PathBuf], out: &Path, k: usize, force: bool) -> Command {
+    let mut c = merge(paths, out, k, force);
+    c.args(["--format", "kohya"]);
+    c
+}
+
+#[test]
+fn killed_kohya_exports_never_split_the_weights_from_their_recipe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = synthesize(&spec(), &tmp.path().join("in"), 3).unwrap();
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let t = Instant::now();
+    assert!(
+        merge_kohya(&paths, &out_dir.join("probe.safetensors"), 48, false)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let full = t.elapsed();
+    let (mut killed_midway, mut without_side) = (0, 0);
+    let mut targets = Vec::new();
+    for step in 0..12u32 {
+        let delay = full * step / 10;
+        for (signal, force) in [
+            (libc::SIGKILL, false),
+            (libc::SIGKILL, true),
+            (libc::SIGINT, true),
+            (libc::SIGTERM, false),
+        ] {
+            let target = out_dir.join(format!("t{step}_{signal}_{force}.safetensors"));
+            targets.push(target.clone());
+            if force {
+                assert!(merge_kohya(&paths, &target, 32, false)
+                    .status()
+                    .unwrap()
+                    .success());
+            }
+            let mut child = merge_kohya(&paths, &target, 48, force).spawn().unwrap();
+            std::thread::sleep(delay);
+            // SAFETY: sending a signal to our own child.
+            unsafe { libc::kill(child.id() as i32, signal) };
+            let status = child.wait().unwrap();
+            killed_midway += usize::from(!status.success());
+            let state = kohya_state(&target)
+                .unwrap_or_else(|e| panic!("step {step}, signal {signal}: {e}"));
+            match state {
+                None => assert!(!force, "step {step}: the old export vanished"),
+                Some((rank, side)) => {
+                    assert!(
+                        rank == 48 || (force && rank == 32),
+                        "step {step}: rank {rank}"
+                    );
+                    if !side {
+                        // Only a hard kill between the two renames can do this.
+                        assert_eq!(
+                            signal,
+                            libc::SIGKILL,
+                            "step {step}: a signal split the pair"
+                        );
+                        without_side += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        killed_midway > 0,
+        "no run was interrupted: the test proved nothing"
+    );
+    println!("{killed_midway} runs interrupted, {without_side} left weights without a side file");
+    // The next export to each target succeeds and leaves nothing temporary behind.
+    for p in targets {
+        {
+            assert!(merge_kohya(&paths, &p, 48, true)
+                .status()
+                .unwrap()
+                .success());
+            assert_eq!(kohya_state(&p), Ok(Some((48, true))));
+        }
+    }
+    let litter: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("lora-lego-tmp"))
+        .collect();
+    assert!(litter.is_empty(), "{litter:?}");
+}

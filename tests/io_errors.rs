@@ -291,39 +291,60 @@ fn malformed_safetensors_files_are_named() {
 }
 
 #[test]
-fn existing_output_is_refused_without_force_and_replaced_whole_with_it() {
+fn existing_output_is_refused_without_force_and_force_replaces_only_our_exports() {
+    use lora_lego::adapter::AdapterFormat::Peft;
     let tmp = tempfile::tempdir().unwrap();
     let adapter = load_adapter(
         &fixture("peft-tiny/adapters/reverse"),
         &LoadOptions::default(),
     )
     .unwrap();
-    let out = AdapterOut::from_adapter(&adapter);
+    let mut out = AdapterOut::from_adapter(&adapter);
     let target = tmp.path().join("out");
     std::fs::create_dir(&target).unwrap();
     std::fs::write(target.join("keep.txt"), "precious").unwrap();
-    let e = write_adapter(
-        &out,
-        lora_lego::adapter::AdapterFormat::Peft,
-        &target,
-        false,
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("already exists; pass --force"), "{e}");
+    let e = write_adapter(&out, Peft, &target, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.ends_with("out: already exists"), "{e}");
+    // --force does not delete a directory lora-lego did not write, and says what it found.
+    let e = write_adapter(&out, Peft, &target, true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("refusing to replace it: it is a directory holding 1 entry lora-lego does not write (keep.txt)"),
+        "{e}"
+    );
     assert_eq!(
         std::fs::read_to_string(target.join("keep.txt")).unwrap(),
         "precious"
     );
-    write_adapter(&out, lora_lego::adapter::AdapterFormat::Peft, &target, true).unwrap();
-    assert!(!target.join("keep.txt").exists());
-    assert!(target.join("adapter_model.safetensors").is_file());
-    // Nothing temporary is left beside the target.
-    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+    // An adapter directory someone else wrote (no recipe of ours) is not replaced either.
+    let theirs = tmp.path().join("theirs");
+    write_adapter(&out, Peft, &theirs, false).unwrap();
+    let e = write_adapter(&out, Peft, &theirs, true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a directory without a lora-lego recipe"), "{e}");
+    // A previous export of ours is replaced whole.
+    out.side_files.push((
+        "lora_lego_recipe.toml".into(),
+        "# lora-lego merge recipe\n".into(),
+    ));
+    let ours = tmp.path().join("ours");
+    write_adapter(&out, Peft, &ours, false).unwrap();
+    std::fs::write(ours.join("adapter_config.json"), "{}").unwrap();
+    write_adapter(&out, Peft, &ours, true).unwrap();
+    assert!(std::fs::read_to_string(ours.join("adapter_config.json"))
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .contains("LORA"));
+    // Nothing temporary is left beside the targets.
+    let mut leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
-    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    leftovers.sort();
+    assert_eq!(leftovers, ["ours", "out", "theirs"]);
 }
 
 #[test]
@@ -396,4 +417,165 @@ fn a_file_that_is_not_an_adapter_is_named() {
         e.contains("fake.safetensors: not a valid safetensors file"),
         "{e}"
     );
+}
+
+#[test]
+fn inputs_that_are_not_regular_files_are_refused_by_name_without_hanging() {
+    use std::ffi::CString;
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = |p: &std::path::Path| {
+        let c = CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    };
+    let bare = tmp.path().join("x.safetensors");
+    fifo(&bare);
+    let e = load_err(&bare);
+    assert!(e.contains("x.safetensors: is a FIFO (named pipe)"), "{e}");
+    let dir = tmp.path().join("adapter");
+    std::fs::create_dir(&dir).unwrap();
+    fifo(&dir.join("adapter_model.safetensors"));
+    std::fs::write(
+        dir.join("adapter_config.json"),
+        peft_config(serde_json::json!({})),
+    )
+    .unwrap();
+    let e = load_err(&dir);
+    assert!(
+        e.contains("adapter_model.safetensors: is a FIFO (named pipe), not a regular file"),
+        "{e}"
+    );
+    let dir2 = tmp.path().join("adapter2");
+    write_peft_dir(&dir2, "{}", &lora_pair("m.q_proj", 2, 4, 4, 1));
+    std::fs::remove_file(dir2.join("adapter_config.json")).unwrap();
+    fifo(&dir2.join("adapter_config.json"));
+    let e = load_err(&dir2);
+    assert!(e.contains("adapter_config.json: is a FIFO"), "{e}");
+    let recipe = tmp.path().join("r.toml");
+    fifo(&recipe);
+    let e = lora_lego::recipe::Recipe::read(&recipe)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("r.toml: is a FIFO"), "{e}");
+}
+
+#[test]
+fn a_file_that_shrinks_while_mapped_is_an_error_not_a_sigbus() {
+    use lora_lego::align::ModuleSet;
+    use lora_lego::engine::Engine;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    // 1 MiB of factors, so the truncation cuts through mapped pages.
+    write_peft_dir(
+        &dir,
+        &peft_config(serde_json::json!({"r": 8})),
+        &lora_pair("model.layers.0.mlp.up_proj", 8, 16384, 16384, 3),
+    );
+    let weights = dir.join("adapter_model.safetensors");
+    let adapter = load_adapter(&dir, &LoadOptions::default()).unwrap();
+    let was = std::fs::metadata(&weights).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&weights)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    let m = &adapter.modules[0];
+    // Reading past the new end sees zeros instead of killing the process.
+    let values = m.b.to_f32_vec();
+    assert!(values[values.len() - 1] == 0.0);
+    let e = m.b.check_intact().unwrap_err().to_string();
+    assert!(
+        e.contains(&format!(
+            "adapter_model.safetensors: the file changed size while it was being read ({was} bytes, now 4096)"
+        )),
+        "{e}"
+    );
+    // An export of a merge over it writes nothing.
+    let engine = Engine::new(ModuleSet::new(vec![adapter]).unwrap());
+    let settings = lora_lego::recipe::MergeSettings {
+        method: "cat".parse().unwrap(),
+        ..Default::default()
+    };
+    let output = engine.merge_all_with(&settings, &|| {}).unwrap();
+    let out = tmp.path().join("out");
+    let e = lora_lego::export::export(&engine, &output, &settings, &out, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("changed size while it was being read"), "{e}");
+    assert!(!out.exists());
+}
+
+/// A safetensors image from a hand-written header and data.
+fn raw_image(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut head = header.as_bytes().to_vec();
+    head.resize(head.len().next_multiple_of(8), b' ');
+    let mut out = (head.len() as u64).to_le_bytes().to_vec();
+    out.extend(head);
+    out.extend(data);
+    out
+}
+
+#[test]
+fn structural_header_errors_name_the_field_and_the_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("x.safetensors");
+    let cases = [
+        (
+            r#"{"__metadata__":{"a":1},"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+            r#"`__metadata__` must map names to strings, got {"a":1}"#,
+        ),
+        (
+            r#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0]}}"#,
+            "tensor `x`: `data_offsets` must be two non-negative integers [begin, end], got [0]",
+        ),
+        (
+            r#"{"x":{"dtype":5,"shape":[1],"data_offsets":[0,4]}}"#,
+            r#"tensor `x`: `dtype` must be a safetensors dtype name such as "F32", got 5"#,
+        ),
+        (
+            r#"{"x":{"dtype":"F32","shape":"one","data_offsets":[0,4]}}"#,
+            r#"tensor `x`: `shape` must be a list of non-negative integers, got "one""#,
+        ),
+        (
+            r#"{"x":{"dtype":"F32","data_offsets":[0,4]}}"#,
+            "tensor `x`: `shape` is missing",
+        ),
+    ];
+    for (header, want) in cases {
+        std::fs::write(&p, raw_image(header, &[0; 4])).unwrap();
+        let e = load_err(&p);
+        assert!(
+            e.contains("x.safetensors: not a valid safetensors file: "),
+            "{e}"
+        );
+        assert!(e.contains(want), "{header}: {e}");
+    }
+}
+
+#[test]
+fn a_recipe_field_of_the_wrong_type_is_named() {
+    let text = "version = 1\n\n[[adapters]]\npath = \"/x\"\nsha256 = \"ab\"\n\n[merge]\nmethod = \"lego\"\nk = \"four\"\n";
+    let e = lora_lego::recipe::Recipe::parse(std::path::Path::new("r.toml"), text)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "r.toml: line 9: `merge.k`: invalid type: string \"four\", expected usize"
+    );
+}
+
+#[test]
+fn an_io_error_prints_its_cause_once() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lora-lego"))
+        .args(["merge", "/nonexistent/adapter", "-o", "/nonexistent/out"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("error: /nonexistent/adapter: No such file or directory (os error 2)\n"),
+        "{err}"
+    );
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
 }

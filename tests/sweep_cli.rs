@@ -366,9 +366,9 @@ fn scale_and_a_recipes_sweep_table_plan_the_grid_and_its_command_is_not_run_by_i
     let results = tmp.path().join("res");
     sweep(&["-k", "2", "--scale", "0.5,1"], &eval, &results);
     let (records, _) = read_results(&results.join("results.jsonl")).unwrap();
-    let scales: Vec<f64> = records.iter().map(|r| r.settings.output_scale).collect();
-    assert_eq!(scales, [0.5, 1.0]);
-    assert!(records.iter().all(|r| r.knobs.contains_key("output_scale")));
+    let scales: Vec<Option<f64>> = records.iter().map(|r| r.settings.scale).collect();
+    assert_eq!(scales, [Some(0.5), Some(1.0)]);
+    assert!(records.iter().all(|r| r.knobs.contains_key("scale")));
     assert_ne!(
         records[0].eval, records[1].eval,
         "a different scale, a different merge"

@@ -4,16 +4,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use lora_lego::adapter::{Adapter, AdapterFormat};
 use lora_lego::align::ModuleSet;
 use lora_lego::card::{model_card, write_card};
 use lora_lego::compare::adapter_retention;
 use lora_lego::engine::{Engine, MergeOutput};
 use lora_lego::eval::EvalRecord;
-use lora_lego::io::write::side_file_path;
-use lora_lego::io::write::{atomic_file, check_target, write_text};
+use lora_lego::io::write::{atomic_file, check_target, side_file_path, write_text, Replaceable};
 use lora_lego::io::{load_all, LoadOptions};
 use lora_lego::metrics::mean;
-use lora_lego::recipe::{MergeSettings, Recipe, RECIPE_FILE};
+use lora_lego::output_guard::{resolve, Inputs};
+use lora_lego::recipe::RECIPE_FILE;
+use lora_lego::recipe::{MergeSettings, Recipe};
+use lora_lego::LegoError;
 use serde::Serialize;
 
 use super::eval::EvalArgs;
@@ -103,6 +106,8 @@ fn plan(args: &MergeArgs) -> anyhow::Result<(Vec<PathBuf>, MergeSettings, Option
 
 /// Runs a merge.
 pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
+    // A signal still ends the merge at once, but never between a kohya file and its recipe.
+    lora_lego::signals::on_fatal_signals(|| {}).context("installing the signal handlers")?;
     let (paths, settings, recipe) = plan(args)?;
     settings.validate(paths.len()).map_err(anyhow::Error::msg)?;
     if args.out.is_none() && args.save_recipe.is_none() {
@@ -114,15 +119,17 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
     if evaluator.is_some() && args.out.is_none() {
         bail!("--eval scores the export: give -o OUT");
     }
-    if let Some(out) = &args.out {
-        check_target(out, args.force)?;
-    }
-    if let Some(r) = &args.save_recipe {
-        check_target(r, args.force)?;
-    }
     let progress = Progress::new(args.quiet || args.json);
     progress.log(&format!("loading {} adapter(s)", paths.len()));
     let adapters = load_all(&paths, load)?;
+    // An input at the output is refused first: that is the message that matters there.
+    check_outputs(args, &settings, &adapters)?;
+    if let Some(out) = &args.out {
+        check_target(out, args.force, Replaceable::Adapter).map_err(force_hint)?;
+    }
+    if let Some(r) = &args.save_recipe {
+        check_target(r, args.force, Replaceable::Recipe).map_err(force_hint)?;
+    }
     // Hashing reads every input file: once, for the check and for every recipe written.
     let described = Recipe::describe(&adapters, &settings)?;
     if let Some(recipe) = &recipe {
@@ -131,7 +138,10 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
     let recipe_text = described.to_toml();
     let engine = Engine::new(ModuleSet::new(adapters)?);
     if let Some(r) = &args.save_recipe {
-        atomic_file(r, args.force, |tmp| write_text(tmp, &recipe_text))?;
+        atomic_file(r, args.force, Replaceable::Recipe, |tmp| {
+            write_text(tmp, &recipe_text)
+        })
+        .map_err(force_hint)?;
     }
     let Some(out_path) = &args.out else {
         return Ok(());
@@ -158,6 +168,7 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
             args.force,
             &recipe_text,
         )
+        .map_err(force_hint)
         .with_context(|| format!("writing {}", out_path.display()))?,
     );
     let mut summary = summarise(&engine, &output, &settings, Some(out_path), notices);
@@ -180,8 +191,7 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
             ..described.clone()
         };
         let side = side_file_path(out_path, settings.format, RECIPE_FILE);
-        let text = scored.to_toml();
-        lora_lego::owned_file::replace_text(&side, &text)?;
+        lora_lego::owned_file::replace_text(&side, &scored.to_toml())?;
         write_card(out_path, settings.format, &model_card(&scored, &record))?;
         summary.eval = Some(record);
     }
@@ -207,6 +217,49 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         }
         if let Some(e) = &summary.eval {
             println!("score: {}", e.summary());
+        }
+    }
+    Ok(())
+}
+
+/// The library says an output exists; on the command line, the way out is `--force`.
+fn force_hint(e: LegoError) -> anyhow::Error {
+    match e {
+        LegoError::OutputExists { .. } => anyhow::anyhow!("{e}; pass --force to replace it"),
+        other => other.into(),
+    }
+}
+
+/// Refuses, whatever `--force` says, an output or saved recipe that is, lies inside or
+/// contains a file the merge reads (the recipe replayed included), and a saved recipe that the
+/// output would replace.
+fn check_outputs(
+    args: &MergeArgs,
+    settings: &MergeSettings,
+    adapters: &[Adapter],
+) -> anyhow::Result<()> {
+    let mut inputs = Inputs::of_adapters(adapters);
+    if let Some(r) = &args.recipe {
+        inputs.add(r);
+    }
+    let mut written = Vec::new();
+    if let Some(out) = &args.out {
+        written.push(out.clone());
+        if settings.format == AdapterFormat::Kohya {
+            written.push(side_file_path(out, settings.format, RECIPE_FILE));
+        }
+    }
+    for path in written.iter().chain(&args.save_recipe) {
+        inputs.check(path)?;
+    }
+    if let Some(saved) = &args.save_recipe {
+        let saved_at = resolve(saved);
+        if let Some(clash) = written.iter().find(|w| saved_at.starts_with(resolve(w))) {
+            bail!(
+                "--save-recipe {}: the output {} would replace it; save the recipe elsewhere",
+                saved.display(),
+                clash.display()
+            );
         }
     }
     Ok(())

@@ -6,7 +6,8 @@ use lora_lego::adapter::AdapterFormat;
 use lora_lego::io::tensor::DType;
 use lora_lego::merge::baselines::MajoritySign;
 use lora_lego::recipe::{
-    FeatureSpace, KOverride, MergeMethod, MergeSettings, OutputReweight, ParamReweight,
+    FeatureSpace, KOverride, MergeMethod, MergeSettings, OutputReweight, ParamReweight, PostStep,
+    UnitBasis,
 };
 
 /// Flags that set merge settings.
@@ -15,7 +16,7 @@ pub struct SettingsArgs {
     /// Clusters (merged rank) per module [default: 8].
     #[arg(short = 'k', long)]
     pub k: Option<usize>,
-    /// lego, or a PEFT combination type (linear, cat, svd, ties, ties_svd, dare_linear, …) [default: lego].
+    /// lego, lego-tsv, a data-free method (tsv, iso_c, iso_cts, cart, knots_ties, knots_dare_ties, core_ties, task_arithmetic) or a PEFT combination type (linear, cat, svd, ties, ties_svd, …) [default: lego].
     #[arg(long)]
     pub method: Option<MergeMethod>,
     /// One weight per adapter, comma-separated [default: all 1].
@@ -51,9 +52,30 @@ pub struct SettingsArgs {
     /// SVD rank for the SVD baselines [default: the largest source rank].
     #[arg(long)]
     pub svd_rank: Option<usize>,
-    /// Fraction kept by TIES / DARE / magnitude pruning [default: 0.5].
+    /// Fraction kept by TIES / DARE / magnitude pruning [default: the method's: 0.5 PEFT, 0.3 core_ties, 0.2 knots_ties, 0.9 knots_dare_ties].
     #[arg(long)]
     pub density: Option<f64>,
+    /// The method's λ / α; a plain multiplier of ΔW for methods without one [default: the method's].
+    #[arg(long)]
+    pub scale: Option<f64>,
+    /// LEGO units: raw, svd or centred [default: raw; lego-tsv: centred].
+    #[arg(long)]
+    pub units: Option<UnitBasis>,
+    /// LEGO centred units per task [default: 6].
+    #[arg(long)]
+    pub kc: Option<usize>,
+    /// LEGO post-step: none, iso or tsv [default: none; lego-tsv: tsv].
+    #[arg(long)]
+    pub post: Option<PostStep>,
+    /// LEGO: average the merges of this many k-means seeds [default: 1; lego-tsv: 5].
+    #[arg(long)]
+    pub ensemble: Option<usize>,
+    /// CART: rank of each deviation as a fraction of the core size [default: 0.08].
+    #[arg(long)]
+    pub rank_fraction: Option<f64>,
+    /// Iso-CTS: the common subspace's fraction of the core size [default: 0.8].
+    #[arg(long)]
+    pub common_fraction: Option<f64>,
     /// TIES sign election: total or frequency [default: total].
     #[arg(long)]
     pub majority_sign: Option<MajoritySign>,
@@ -74,6 +96,12 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     /// Applies the flags that were given on top of `base`.
     pub fn apply(&self, mut s: MergeSettings) -> anyhow::Result<MergeSettings> {
+        // A preset's values come first, so any flag given next overrides them.
+        if let Some(m) = self.method {
+            if m != s.method {
+                s = s.with_method(m);
+            }
+        }
         macro_rules! set {
             ($($field:ident),*) => {$(if let Some(v) = &self.$field { s.$field = v.clone(); })*};
         }
@@ -89,10 +117,23 @@ impl SettingsArgs {
             n_init,
             max_iter,
             tol,
-            density,
             majority_sign,
-            format
+            format,
+            units,
+            kc,
+            post,
+            ensemble
         );
+        for (target, value) in [
+            (&mut s.density, self.density),
+            (&mut s.scale, self.scale),
+            (&mut s.rank_fraction, self.rank_fraction),
+            (&mut s.common_fraction, self.common_fraction),
+        ] {
+            if value.is_some() {
+                *target = value;
+            }
+        }
         if self.svd_rank.is_some() {
             s.svd_rank = self.svd_rank;
         }

@@ -13,14 +13,16 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lora_lego::align::ModuleSet;
 use lora_lego::card::{model_card, write_card};
 use lora_lego::engine::Engine;
-use lora_lego::io::write::{check_target, side_file_path};
+use lora_lego::io::write::{check_target, side_file_path, Replaceable};
 use lora_lego::io::{load_all, LoadOptions};
+use lora_lego::output_guard::Inputs;
 use lora_lego::owned_file::replace_text;
 use lora_lego::recipe::{MergeMethod, MergeSettings, Recipe, RECIPE_FILE};
 use lora_lego::sweep::{
     best, candidates, knob_text, parse_set, read_results, ResultRecord, SweepContext, SweepEvent,
     SweepRun, SweepSpec, BEST_FILE, RESULTS_FILE, SCALE_FIELD,
 };
+use lora_lego::LegoError;
 
 use super::eval::EvalArgs;
 
@@ -42,7 +44,7 @@ pub struct SweepArgs {
     /// Values of k to try, comma-separated.
     #[arg(short = 'k', value_delimiter = ',')]
     pub k: Vec<usize>,
-    /// Global scales to try, comma-separated (for now the `output_scale` field).
+    /// Global scales to try, comma-separated (the `scale` field: λ / α of every method).
     #[arg(long, value_delimiter = ',')]
     pub scale: Vec<f64>,
     /// Values of any settings field by its recipe name, e.g. density=0.3,0.5 or
@@ -159,7 +161,10 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
     spec.eval = Some(evaluator.command.clone());
     spec.split = split.clone();
     if let Some(out) = &args.export {
-        check_target(out, args.force)?;
+        check_target(out, args.force, Replaceable::Adapter).map_err(|e| match e {
+            LegoError::OutputExists { .. } => anyhow::anyhow!("{e}; pass --force to replace it"),
+            other => other.into(),
+        })?;
     }
     let quiet = args.quiet;
     let log = |line: String| {
@@ -169,6 +174,15 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
     };
     log(format!("loading {} adapter(s)", paths.len()));
     let adapters = load_all(&paths, load)?;
+    // Neither the results nor the export may be, lie inside or contain an input.
+    let mut inputs = Inputs::of_adapters(&adapters);
+    if let Some(r) = &args.recipe {
+        inputs.add(r);
+    }
+    inputs.check(&args.results)?;
+    if let Some(out) = &args.export {
+        inputs.check(out)?;
+    }
     let described = Recipe::describe(&adapters, &base)?;
     if let Some(recipe) = &check {
         recipe.check_inputs(&described)?;

@@ -3,6 +3,7 @@
 pub mod factors;
 pub mod keys;
 pub mod kohya;
+pub mod mapguard;
 pub mod peft;
 pub mod tensor;
 pub mod write;
@@ -34,6 +35,7 @@ impl LoadOptions {
         let mut b_zero = false;
         for (name, t) in [(a_name, a), (b_name, b)] {
             let stats = t.value_stats();
+            t.check_intact()?;
             t.release_pages();
             b_zero = stats.all_zero;
             let count = stats.nonfinite;
@@ -66,6 +68,15 @@ pub fn load_adapter(path: &Path, opts: &LoadOptions) -> Result<Adapter> {
     if meta.is_dir() {
         return peft::read_dir(path, opts);
     }
+    if !meta.is_file() {
+        return Err(LegoError::Config {
+            path: path.into(),
+            reason: format!(
+                "is {}: expected a PEFT directory or a .safetensors file",
+                tensor::file_kind(&meta)
+            ),
+        });
+    }
     if path.extension().and_then(|e| e.to_str()) != Some("safetensors") {
         return Err(LegoError::Config {
             path: path.into(),
@@ -78,6 +89,29 @@ pub fn load_adapter(path: &Path, opts: &LoadOptions) -> Result<Adapter> {
     } else {
         peft::read_file(path, file, opts)
     }
+}
+
+/// Every file read for `adapter`, in hashing order: its PEFT config (a directory's, or the one
+/// found beside a bare `.safetensors`), then its weights.
+pub fn input_files(adapter: &Adapter) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    if adapter.format == crate::adapter::AdapterFormat::Peft {
+        files.extend(peft::config_beside(&adapter.weights_file));
+    }
+    files.push(adapter.weights_file.clone());
+    files
+}
+
+/// An error naming the first input file that shrank while mapped (reads past its new end saw
+/// zeros): checked after a merge, before anything is written.
+pub fn check_intact(adapters: &[Adapter]) -> Result<()> {
+    for a in adapters {
+        let tensors = a.modules.iter().flat_map(|m| [&m.a, &m.b]);
+        for t in tensors.chain(a.extras.iter().map(|e| &e.tensor)).take(1) {
+            t.check_intact()?;
+        }
+    }
+    Ok(())
 }
 
 /// Loads several adapters, stopping at the first error.

@@ -40,7 +40,9 @@ pub struct PeftConfig {
 impl PeftConfig {
     /// Parses and checks a config file.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| LegoError::io(path, e))?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut crate::io::tensor::open_regular(path)?, &mut text)
+            .map_err(|e| LegoError::io(path, e))?;
         let value: Value = serde_json::from_str(&text).map_err(|e| LegoError::Config {
             path: path.into(),
             reason: format!("invalid JSON: {e}"),
@@ -145,7 +147,7 @@ pub fn match_pattern<'a, T>(patterns: &'a [(String, T)], module: &str) -> Option
 
 /// Finds the config for a bare PEFT `.safetensors` file: `adapter_config.json` beside it, or
 /// `<stem>.json` / `<stem>_config.json`.
-fn config_beside(weights: &Path) -> Option<PathBuf> {
+pub fn config_beside(weights: &Path) -> Option<PathBuf> {
     let dir = weights.parent().unwrap_or(Path::new("."));
     let stem = weights.file_stem()?.to_string_lossy().to_string();
     [
@@ -161,7 +163,8 @@ fn config_beside(weights: &Path) -> Option<PathBuf> {
 pub fn read_dir(dir: &Path, opts: &LoadOptions) -> Result<Adapter> {
     let weights = dir.join(WEIGHTS_NAME);
     let config = dir.join(CONFIG_NAME);
-    if !weights.is_file() {
+    // `exists`, not `is_file`: a FIFO or directory of that name is refused by name when opened.
+    if !weights.exists() {
         let reason = if dir.join("adapter_model.bin").is_file() {
             "holds adapter_model.bin (a pickle); only safetensors adapters are read — convert it with PEFT's save_pretrained(safe_serialization=True)".to_string()
         } else {
@@ -172,7 +175,7 @@ pub fn read_dir(dir: &Path, opts: &LoadOptions) -> Result<Adapter> {
             reason,
         });
     }
-    if !config.is_file() {
+    if !config.exists() {
         return Err(LegoError::Config {
             path: dir.into(),
             reason: format!("has {WEIGHTS_NAME} but no {CONFIG_NAME}"),

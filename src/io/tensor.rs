@@ -71,14 +71,19 @@ impl std::str::FromStr for DType {
 /// The bytes behind tensors: a mapped file or an owned buffer.
 #[derive(Debug)]
 enum Store {
-    Mapped(Mmap),
+    /// The guard comes first: fields drop in order, so it is unregistered before the unmap.
+    Mapped {
+        guard: super::mapguard::Mapping,
+        map: Mmap,
+        path: PathBuf,
+    },
     Owned(Vec<u8>),
 }
 
 impl Store {
     fn bytes(&self) -> &[u8] {
         match self {
-            Store::Mapped(m) => m,
+            Store::Mapped { map, .. } => map,
             Store::Owned(v) => v,
         }
     }
@@ -182,7 +187,7 @@ impl TensorRef {
     /// The range is widened by [`FAULT_AROUND_MARGIN`] on both sides: a page fault maps the
     /// cached pages around it too, so neighbouring tensors' pages would otherwise stay resident.
     pub fn release_pages(&self) {
-        if let Store::Mapped(map) = self.store.as_ref() {
+        if let Store::Mapped { map, .. } = self.store.as_ref() {
             let start = self.range.start.saturating_sub(FAULT_AROUND_MARGIN);
             let end = (self.range.end + FAULT_AROUND_MARGIN).min(map.len());
             // SAFETY: the mapping is private and read-only, so dropped pages come back with the
@@ -195,6 +200,19 @@ impl TensorRef {
                     end - start,
                 );
             }
+        }
+    }
+
+    /// An error naming the file if it shrank while mapped and a read ran past its new end
+    /// (that read saw zeros instead of the data).
+    pub fn check_intact(&self) -> Result<()> {
+        match self.store.as_ref() {
+            Store::Mapped { guard, map, path } if guard.faulted() => Err(LegoError::InputChanged {
+                path: path.clone(),
+                was: map.len() as u64,
+                now: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -254,16 +272,28 @@ pub struct TensorFile {
 impl TensorFile {
     /// Maps `path` and validates its header and every tensor's offsets and dtype.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| LegoError::io(path, e))?;
+        let file = open_regular(path)?;
         let len = file.metadata().map_err(|e| LegoError::io(path, e))?.len();
         if len < 8 {
             // Checked before mapping: an empty file cannot be mapped at all.
             return Err(too_short(path, len as usize));
         }
-        // SAFETY: the map is read-only; a file truncated underneath us while mapped is the
-        // one case mmap cannot defend against, as for every mmap-based reader.
+        // SAFETY: the map is read-only; a file truncated underneath us while mapped reads
+        // zeros past its end instead of raising SIGBUS (see `mapguard`), and `check_intact`
+        // reports it.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| LegoError::io(path, e))?;
-        Self::from_store(path, Store::Mapped(map))
+        let guard = super::mapguard::Mapping::register(map.as_ptr(), map.len());
+        let store = Store::Mapped {
+            guard,
+            map,
+            path: path.into(),
+        };
+        let parsed = Self::from_store(path, store)?;
+        // A file that shrank between the size check and the mapping.
+        if let Some(t) = parsed.tensors.values().next() {
+            t.check_intact()?;
+        }
+        Ok(parsed)
     }
 
     /// Parses an in-memory safetensors image (used by tests and by the fuzz target).
@@ -277,7 +307,13 @@ impl TensorFile {
         check_header_length(path, bytes)?;
         let parsed = SafeTensors::deserialize(bytes).map_err(|e| LegoError::Safetensors {
             path: path.into(),
-            reason: describe_safetensors_error(&e),
+            reason: match e {
+                // Valid JSON of the wrong shape: say which field.
+                safetensors::SafeTensorError::InvalidHeaderDeserialization(_) => {
+                    header_problem(bytes).unwrap_or_else(|| describe_safetensors_error(&e))
+                }
+                _ => describe_safetensors_error(&e),
+            },
         })?;
         let (_, header) =
             SafeTensors::read_metadata(bytes).map_err(|e| LegoError::Safetensors {
@@ -319,6 +355,50 @@ impl TensorFile {
     }
 }
 
+/// Opens `path` for reading if it is a regular file. A FIFO would block the open (and the
+/// read) forever, so the open does not wait and anything that is not a file is refused by name.
+pub fn open_regular(path: &Path) -> Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(|e| LegoError::io(path, e))?;
+    let meta = file.metadata().map_err(|e| LegoError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(LegoError::Config {
+            path: path.into(),
+            reason: format!("is {}, not a regular file", file_kind(&meta)),
+        });
+    }
+    Ok(file)
+}
+
+/// What a non-regular file is, for messages.
+pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// Rejects a header length that points past the end of the file before the parser sees it,
 /// so the message says what is wrong in terms a user can act on (a truncated download).
 fn check_header_length(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -345,6 +425,83 @@ fn too_short(path: &Path, len: usize) -> LegoError {
         path: path.into(),
         reason: format!("file is {len} bytes long, shorter than the 8-byte header length"),
     }
+}
+
+/// What is structurally wrong with a header that is valid JSON but not a safetensors header:
+/// the field (`__metadata__`, `dtype`, `shape`, `data_offsets`) and the tensor it belongs to.
+/// `None` when the header is not JSON at all, or the problem is elsewhere.
+fn header_problem(bytes: &[u8]) -> Option<String> {
+    use serde_json::Value;
+    let n = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header: Value = serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+    let short = |v: &Value| {
+        let t = v.to_string();
+        match t.char_indices().nth(40) {
+            Some((i, _)) => format!("{}…", &t[..i]),
+            None => t,
+        }
+    };
+    let Value::Object(entries) = &header else {
+        return Some(format!(
+            "the header must be a JSON object, got {}",
+            short(&header)
+        ));
+    };
+    let unsigned = |v: &Value| v.as_u64().is_some();
+    for (name, entry) in entries {
+        if name == "__metadata__" {
+            let ok = match entry {
+                Value::Object(m) => m.values().all(Value::is_string),
+                Value::Null => true,
+                _ => false,
+            };
+            if !ok {
+                return Some(format!(
+                    "`__metadata__` must map names to strings, got {}",
+                    short(entry)
+                ));
+            }
+            continue;
+        }
+        let Value::Object(info) = entry else {
+            return Some(format!(
+                "tensor `{name}`: expected an object with `dtype`, `shape` and `data_offsets`, got {}",
+                short(entry)
+            ));
+        };
+        let problem = match (
+            info.get("dtype"),
+            info.get("shape"),
+            info.get("data_offsets"),
+        ) {
+            (None, _, _) => "`dtype` is missing".to_string(),
+            (Some(d), _, _) if serde_json::from_value::<safetensors::Dtype>(d.clone()).is_err() => {
+                format!(
+                    "`dtype` must be a safetensors dtype name such as \"F32\", got {}",
+                    short(d)
+                )
+            }
+            (_, None, _) => "`shape` is missing".to_string(),
+            (_, Some(sh), _) if !sh.as_array().is_some_and(|a| a.iter().all(unsigned)) => format!(
+                "`shape` must be a list of non-negative integers, got {}",
+                short(sh)
+            ),
+            (_, _, None) => "`data_offsets` is missing".to_string(),
+            (_, _, Some(o))
+                if !o
+                    .as_array()
+                    .is_some_and(|a| a.len() == 2 && a.iter().all(unsigned)) =>
+            {
+                format!(
+                    "`data_offsets` must be two non-negative integers [begin, end], got {}",
+                    short(o)
+                )
+            }
+            _ => continue,
+        };
+        return Some(format!("tensor `{name}`: {problem}"));
+    }
+    None
 }
 
 fn describe_safetensors_error(e: &safetensors::SafeTensorError) -> String {

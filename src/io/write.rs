@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use serde_json::{Map, Value};
 
@@ -10,6 +11,7 @@ use crate::adapter::{Adapter, AdapterFormat, ExtraTensor, LoraKind, ModuleKey};
 use crate::error::{LegoError, Result};
 use crate::io::peft::{CONFIG_NAME, PEFT_PREFIX, WEIGHTS_NAME};
 use crate::io::tensor::{write_safetensors, TensorRef};
+use crate::recipe::{Recipe, RECIPE_FILE, RECIPE_HEADER, RECIPE_METADATA_KEY};
 
 /// The kohya prefix used when no source was a kohya file.
 pub const DEFAULT_KOHYA_PREFIX: &str = "lora_te_";
@@ -307,14 +309,84 @@ pub fn write_kohya(out: &AdapterOut, file: &Path, force: bool) -> Result<()> {
             .unwrap_or(r as f64);
         metadata.insert("ss_network_alpha".into(), format!("{alpha:?}"));
     }
-    atomic_file(file, force, |tmp| {
-        write_safetensors(tmp, &tensors, &metadata)
-    })?;
-    for (name, text) in &out.side_files {
-        let side = side_file_path(file, AdapterFormat::Kohya, name);
-        atomic_file(&side, true, |tmp| write_text(tmp, text))?;
+    let sides: Vec<(PathBuf, &str)> = out
+        .side_files
+        .iter()
+        .map(|(name, text)| {
+            (
+                side_file_path(file, AdapterFormat::Kohya, name),
+                text.as_str(),
+            )
+        })
+        .collect();
+    check_target(file, force, Replaceable::Adapter)?;
+    for (side, _) in &sides {
+        check_target(side, force, Replaceable::Recipe)?;
     }
-    Ok(())
+    check_parent(file)?;
+    sweep_stale(file);
+    let mut tmps = vec![sibling(file, "lora-lego-tmp")?];
+    for (side, _) in &sides {
+        sweep_stale(side);
+        tmps.push(sibling(side, "lora-lego-tmp")?);
+    }
+    let result = (|| {
+        write_safetensors(&tmps[0], &tensors, &metadata)?;
+        for ((_, text), tmp) in sides.iter().zip(&tmps[1..]) {
+            write_text(tmp, text)?;
+        }
+        let targets: Vec<&Path> = std::iter::once(file)
+            .chain(sides.iter().map(|(p, _)| p.as_path()))
+            .collect();
+        commit_together(&tmps, &targets, force)
+    })();
+    if result.is_err() {
+        for t in &tmps {
+            let _ = std::fs::remove_file(t);
+        }
+    }
+    result
+}
+
+/// Renames each of `tmps` onto its target under the commit lock (a signal cannot come in
+/// between). The first target is the primary (the weights): without `force` it is claimed first
+/// and every file this call placed is removed again if a later one already exists; with
+/// `force`, old side files are moved aside before the weights are replaced, so a hard kill in
+/// between leaves weights without a side file, never weights beside another export's recipe.
+fn commit_together(tmps: &[PathBuf], targets: &[&Path], force: bool) -> Result<()> {
+    let _commit = commit_lock();
+    if !force {
+        for (i, (tmp, target)) in tmps.iter().zip(targets).enumerate() {
+            if let Err(e) = place_new(tmp, target) {
+                for placed in &targets[..i] {
+                    let _ = std::fs::remove_file(placed);
+                }
+                return Err(e);
+            }
+        }
+        return sync_dir(&parent_dir(targets[0]));
+    }
+    let mut aside = Vec::new();
+    for side in &targets[1..] {
+        if std::fs::symlink_metadata(side).is_ok() {
+            let a = sibling(side, "lora-lego-tmp")?;
+            std::fs::rename(side, &a).map_err(|e| LegoError::io(*side, e))?;
+            aside.push((a, *side));
+        }
+    }
+    if let Err(e) = replace(&tmps[0], targets[0], true) {
+        for (a, side) in &aside {
+            let _ = std::fs::rename(a, side);
+        }
+        return Err(e);
+    }
+    for (tmp, side) in tmps[1..].iter().zip(&targets[1..]) {
+        std::fs::rename(tmp, side).map_err(|e| LegoError::io(*side, e))?;
+    }
+    for (a, _) in &aside {
+        let _ = std::fs::remove_file(a);
+    }
+    sync_dir(&parent_dir(targets[0]))
 }
 
 /// Where a side file `name` (e.g. the recipe) of an output goes: inside a PEFT directory, or
@@ -341,14 +413,139 @@ pub fn write_text(path: &Path, text: &str) -> Result<()> {
     f.sync_all().map_err(|e| LegoError::io(path, e))
 }
 
-/// Refuses an existing target unless `force`.
-pub fn check_target(target: &Path, force: bool) -> Result<()> {
-    if !force && std::fs::symlink_metadata(target).is_ok() {
+/// What `--force` may replace at an output path: only what lora-lego could have written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replaceable {
+    /// An adapter: a single safetensors file, or a directory holding a previous lora-lego export.
+    Adapter,
+    /// A recipe file lora-lego wrote.
+    Recipe,
+}
+
+/// Refuses an existing target unless `force`, and even with `force` anything lora-lego did not
+/// write (an unrelated directory, a file that is not an adapter, a symbolic link).
+pub fn check_target(target: &Path, force: bool, what: Replaceable) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(target) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(LegoError::io(target, e)),
+        Ok(m) => m,
+    };
+    if !force {
         return Err(LegoError::OutputExists {
             path: target.into(),
         });
     }
-    Ok(())
+    match not_ours(target, &meta, what) {
+        None => Ok(()),
+        Some(found) => Err(LegoError::NotReplaceable {
+            path: target.into(),
+            found,
+        }),
+    }
+}
+
+/// Why `target` is not something lora-lego may replace; `None` when it may.
+fn not_ours(target: &Path, meta: &std::fs::Metadata, what: Replaceable) -> Option<String> {
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        return Some("it is a symbolic link".into());
+    }
+    match what {
+        Replaceable::Recipe if kind.is_file() => {
+            let text = std::fs::read_to_string(target).unwrap_or_default();
+            let ours = text.starts_with(RECIPE_HEADER) || Recipe::parse(target, &text).is_ok();
+            (!ours).then(|| "it is not a lora-lego recipe".into())
+        }
+        Replaceable::Adapter if kind.is_file() => safetensors_header(target)
+            .is_none()
+            .then(|| "it is a file but not a safetensors adapter".into()),
+        Replaceable::Adapter if kind.is_dir() => not_our_export(target),
+        _ => Some("it is neither a regular file nor a directory".into()),
+    }
+}
+
+/// Why the directory `dir` is not a previous export of ours: it holds files we never write, or
+/// no recipe (beside the weights or in their metadata) marks it as ours. Empty is fine.
+fn not_our_export(dir: &Path) -> Option<String> {
+    // The model card is written beside a scored export (`--eval`).
+    let ours = [
+        WEIGHTS_NAME,
+        CONFIG_NAME,
+        RECIPE_FILE,
+        crate::card::CARD_FILE,
+    ];
+    let entries: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(list) => list
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect(),
+        Err(e) => return Some(format!("its entries cannot be listed ({e})")),
+    };
+    if entries.is_empty() {
+        return None;
+    }
+    let foreign: Vec<&String> = entries
+        .iter()
+        .filter(|n| !ours.contains(&n.as_str()))
+        .collect();
+    if !foreign.is_empty() {
+        let shown: Vec<&str> = foreign.iter().take(3).map(|s| s.as_str()).collect();
+        let more = if foreign.len() > 3 { ", …" } else { "" };
+        return Some(format!(
+            "it is a directory holding {} entr{} lora-lego does not write ({}{more})",
+            foreign.len(),
+            if foreign.len() == 1 { "y" } else { "ies" },
+            shown.join(", ")
+        ));
+    }
+    let recipe_beside = dir.join(RECIPE_FILE).is_file();
+    let recipe_inside = safetensors_header(&dir.join(WEIGHTS_NAME))
+        .and_then(|h| h.get("__metadata__")?.get(RECIPE_METADATA_KEY).cloned())
+        .is_some();
+    (!recipe_beside && !recipe_inside).then(|| {
+        "it is a directory without a lora-lego recipe (an adapter this tool did not write)".into()
+    })
+}
+
+/// The JSON header of a safetensors file, if `path` is one (read without mapping the file).
+fn safetensors_header(path: &Path) -> Option<Value> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n).ok()?;
+    let header_len = u64::from_le_bytes(n);
+    if header_len > len.saturating_sub(8) || header_len > 100 << 20 {
+        return None;
+    }
+    let mut head = vec![0u8; header_len as usize];
+    f.read_exact(&mut head).ok()?;
+    serde_json::from_slice::<Value>(&head)
+        .ok()
+        .filter(Value::is_object)
+}
+
+static COMMITS: Mutex<()> = Mutex::new(());
+
+/// Held while outputs are renamed into place. The signal handler takes it before the process
+/// exits, so a signal never falls between a kohya file and its recipe.
+pub fn commit_lock() -> MutexGuard<'static, ()> {
+    COMMITS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn check_parent(target: &Path) -> Result<()> {
+    let parent = parent_dir(target);
+    if parent.is_dir() {
+        Ok(())
+    } else {
+        Err(LegoError::Invalid(format!(
+            "{}: the parent directory {} does not exist",
+            target.display(),
+            parent.display()
+        )))
+    }
 }
 
 /// A sibling path of `target` that no one else uses: `.<name>.<tag>-<pid>-<nanos>`.
@@ -378,53 +575,62 @@ fn parent_dir(target: &Path) -> PathBuf {
 }
 
 /// Builds a directory at a temporary sibling of `target`, then swaps it into place, so the
-/// target is at every instant absent, the old version, or complete.
+/// target is at every instant absent, the old version, or complete. Without `force` the final
+/// rename refuses to replace anything, so of two racing exports exactly one wins.
 pub fn atomic_dir(
     target: &Path,
     force: bool,
     fill: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
-    check_target(target, force)?;
-    let parent = parent_dir(target);
-    if !parent.is_dir() {
-        return Err(LegoError::Invalid(format!(
-            "{}: the parent directory {} does not exist",
-            target.display(),
-            parent.display()
-        )));
-    }
+    check_target(target, force, Replaceable::Adapter)?;
+    check_parent(target)?;
     sweep_stale(target);
     let tmp = sibling(target, "lora-lego-tmp")?;
     std::fs::create_dir(&tmp).map_err(|e| LegoError::io(&tmp, e))?;
-    let result = fill(&tmp)
-        .and_then(|()| sync_dir(&tmp))
-        .and_then(|()| replace(&tmp, target));
+    let result = fill(&tmp).and_then(|()| sync_dir(&tmp)).and_then(|()| {
+        let _commit = commit_lock();
+        replace(&tmp, target, force)?;
+        // Directory fsync makes the rename durable.
+        sync_dir(&parent_dir(target))
+    });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result
 }
 
-/// Writes a file at a temporary sibling of `target`, then renames it into place.
+/// Writes a file at a temporary sibling of `target`, then renames it into place (exclusively
+/// without `force`); `what` says what `force` may replace.
 pub fn atomic_file(
     target: &Path,
     force: bool,
+    what: Replaceable,
     fill: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
-    check_target(target, force)?;
+    check_target(target, force, what)?;
+    check_parent(target)?;
     sweep_stale(target);
     let tmp = sibling(target, "lora-lego-tmp")?;
-    let result = fill(&tmp).and_then(|()| replace(&tmp, target));
+    let result = fill(&tmp).and_then(|()| {
+        let _commit = commit_lock();
+        replace(&tmp, target, force)?;
+        // Directory fsync makes the rename durable.
+        sync_dir(&parent_dir(target))
+    });
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
 }
 
-/// Moves `tmp` onto `target` so that at every instant `target` is either the old version or
-/// the new one: a file replaces a file with one rename; a directory is swapped in with
-/// `renameat2(RENAME_EXCHANGE)` and the old one (now at `tmp`) removed afterwards.
-fn replace(tmp: &Path, target: &Path) -> Result<()> {
+/// Moves `tmp` onto `target` (the caller fsyncs the parent). Without `force`, only if nothing is there (one step, no window
+/// between check and rename). With it, so that at every instant `target` is either the old
+/// version or the new one: a file replaces a file with one rename; a directory is swapped in
+/// with `renameat2(RENAME_EXCHANGE)` and the old one (now at `tmp`) removed afterwards.
+fn replace(tmp: &Path, target: &Path, force: bool) -> Result<()> {
+    if !force {
+        return place_new(tmp, target);
+    }
     let existing = std::fs::symlink_metadata(target).ok();
     let plain_rename = match &existing {
         None => true,
@@ -441,31 +647,61 @@ fn replace(tmp: &Path, target: &Path) -> Result<()> {
         };
         removed.map_err(|e| LegoError::io(tmp, e))?;
     }
-    sync_dir(&parent_dir(target))
+    Ok(())
+}
+
+/// Renames `tmp` to `target` only if `target` does not exist, in one step.
+fn place_new(tmp: &Path, target: &Path) -> Result<()> {
+    match rename_noreplace(tmp, target) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::AlreadyExists
+                || e.kind() == std::io::ErrorKind::DirectoryNotEmpty =>
+        {
+            Err(LegoError::OutputExists {
+                path: target.into(),
+            })
+        }
+        Err(e) => Err(LegoError::io(target, e)),
+    }
+}
+
+/// `renameat2(RENAME_NOREPLACE)`; where the filesystem lacks it, a hard link (which also
+/// refuses an existing name) for files, and a rename that refuses non-empty targets for
+/// directories.
+#[cfg(target_os = "linux")]
+fn rename_noreplace(a: &Path, b: &Path) -> std::io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    use rustix::io::Errno;
+    match renameat_with(CWD, a, CWD, b, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => rename_noreplace_fallback(a, b),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn rename_noreplace(a: &Path, b: &Path) -> std::io::Result<()> {
+    rename_noreplace_fallback(a, b)
+}
+
+fn rename_noreplace_fallback(a: &Path, b: &Path) -> std::io::Result<()> {
+    if a.is_dir() {
+        if std::fs::symlink_metadata(b).is_ok() {
+            return Err(std::io::ErrorKind::AlreadyExists.into());
+        }
+        std::fs::rename(a, b)
+    } else {
+        std::fs::hard_link(a, b)?;
+        std::fs::remove_file(a)
+    }
 }
 
 /// Atomically swaps two paths.
 #[cfg(target_os = "linux")]
 fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let ca = CString::new(a.as_os_str().as_bytes())?;
-    let cb = CString::new(b.as_os_str().as_bytes())?;
-    // SAFETY: both are valid NUL-terminated paths; renameat2 only reads them.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).map_err(Into::into)
 }
 
 /// Swaps two paths where the OS has no atomic exchange: the old one is moved aside first, so

@@ -229,6 +229,9 @@ pub struct BaselineParams {
     pub seed: u64,
 }
 
+/// PEFT's density when none is given (the fraction kept by TIES / DARE / magnitude pruning).
+pub const DEFAULT_DENSITY: f64 = 0.5;
+
 impl Default for BaselineParams {
     fn default() -> Self {
         Self {
@@ -536,10 +539,33 @@ fn merge_svd_family(
     } else {
         weighted_sum_svd(sources, rank, params.svd_clamp)?
     };
-    Ok(MergedFactors {
-        a: svd.vt,
-        b: svd.u_s,
-    })
+    let (a, b) = split_sigma(svd.vt, svd.u_s);
+    Ok(MergedFactors { a, b })
+}
+
+/// Moves half of each component's magnitude from B to A: with `B = U·S`, `A = Vh` (PEFT's
+/// layout, σ all in B) this gives `U·√S` and `√S·Vh`. ΔW = B·A is unchanged, but neither factor
+/// holds σ₁ alone, so large merges stay finite in F16. After `svd_clamp` the factors are no
+/// longer exactly `U·S` and `Vh`, so the split balances their norms, which is the same thing.
+fn split_sigma(mut a: Array2<f32>, mut b: Array2<f32>) -> (Array2<f32>, Array2<f32>) {
+    for (mut a_row, mut b_col) in a.outer_iter_mut().zip(b.axis_iter_mut(Axis(1))) {
+        let na = a_row
+            .iter()
+            .map(|v| f64::from(*v).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let nb = b_col
+            .iter()
+            .map(|v| f64::from(*v).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        if na > 0.0 && nb > 0.0 {
+            let c = (na / nb).sqrt();
+            b_col.mapv_inplace(|v| (f64::from(v) * c) as f32);
+            a_row.mapv_inplace(|v| (f64::from(v) / c) as f32);
+        }
+    }
+    (a, b)
 }
 
 /// Plain `svd`: the SVD of `Σ w_j s_j B_j A_j` from the stacked factors.

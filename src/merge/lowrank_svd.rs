@@ -201,15 +201,15 @@ fn torch_lerp(start: f32, end: f32, weight: f32) -> f32 {
 }
 
 /// `x = q·r` with `q = x·t` having orthonormal columns; `q` itself is formed only when needed.
-struct GramBasis {
+pub(crate) struct GramBasis {
     /// `n × rank`: maps `x` onto its orthonormal basis.
-    t: Array2<f64>,
+    pub(crate) t: Array2<f64>,
     /// `rank × n`: coordinates of `x` in that basis.
-    r: Array2<f64>,
+    pub(crate) r: Array2<f64>,
 }
 
 /// Orthonormal basis of the column space of `x` (m × n, m ≫ n) from its Gram matrix.
-fn gram_basis(x: ArrayView2<f64>) -> Result<GramBasis, SvdError> {
+pub(crate) fn gram_basis(x: ArrayView2<f64>) -> Result<GramBasis, SvdError> {
     gram_basis_from(x, x.t().dot(&x))
 }
 

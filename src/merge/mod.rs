@@ -1,13 +1,43 @@
-//! Merge methods: LoRA-LEGO and PEFT's classic combinations, all producing [`MergedModule`].
+//! Merge methods: LoRA-LEGO, PEFT's classic combinations and the data-free core-space
+//! methods, all producing [`MergedModule`].
 
 pub mod baselines;
+pub mod cart;
+pub mod core_space;
+pub mod core_ties;
+pub mod data_free;
+pub mod iso;
+pub mod knots;
 pub mod lego;
+pub mod lego_core;
 pub mod lowrank_svd;
+pub mod task_arithmetic;
+pub mod ties;
+pub mod tsv;
 
 use ndarray::Array2;
 use serde::Serialize;
 
+use crate::linalg::LinalgError;
 use crate::metrics::DeltaMetrics;
+use lowrank_svd::SvdError;
+
+/// Why a core-space method could not merge a module.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum MethodError {
+    /// A dense SVD failed.
+    #[error("{0}")]
+    Linalg(#[from] LinalgError),
+    /// A basis could not be built.
+    #[error("{0}")]
+    Svd(#[from] SvdError),
+    /// Inconsistent inputs.
+    #[error("{0}")]
+    Invalid(String),
+    /// k-means failed.
+    #[error("k-means failed: {0}")]
+    KMeans(String),
+}
 
 /// LEGO's clustering figures for one module.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -462,9 +462,10 @@ impl App {
             return self.quit_now();
         }
         if ui::layout(self.area, self.engine.set.adapters.len()).is_none() {
-            // Only quitting works on the "too small" screen.
+            // Only quitting works on the "too small" screen, and at once: a confirmation
+            // could not be drawn there.
             return match k.code {
-                KeyCode::Char('q') | KeyCode::Esc => self.request_quit(),
+                KeyCode::Char('q') | KeyCode::Esc => self.quit_now(),
                 _ => Vec::new(),
             };
         }
@@ -663,7 +664,7 @@ impl App {
         }
         vec![Effect::Job(Job::Compare {
             generation: self.generation,
-            settings: self.settings.clone(),
+            settings: Arc::new(self.settings.clone()),
             module: self.selected,
         })]
     }
@@ -838,7 +839,7 @@ impl App {
             Control::Method => {
                 let all = MergeMethod::all();
                 let i = all.iter().position(|m| *m == s.method).unwrap_or(0) as i32;
-                s.method = all[(i + dir).rem_euclid(all.len() as i32) as usize];
+                *s = s.with_method(all[(i + dir).rem_euclid(all.len() as i32) as usize]);
             }
             Control::K => {
                 let k = (s.k as i64 + dir as i64).max(1) as usize;
@@ -929,7 +930,7 @@ impl App {
         if matches!(self.overlay, Some(Overlay::Compare)) {
             effects.push(Effect::Job(Job::Compare {
                 generation: self.generation,
-                settings: self.settings.clone(),
+                settings: Arc::new(self.settings.clone()),
                 module: self.selected,
             }));
         }

@@ -8,7 +8,8 @@ use crate::recipe::MergeSettings;
 /// into `out`. Every knob that shapes the merge is spelled out, so the line does not depend
 /// on the CLI's defaults staying the same.
 pub fn merge_args(settings: &MergeSettings, adapters: &[PathBuf], out: &Path) -> Vec<String> {
-    let d = MergeSettings::default();
+    // What the CLI starts from for this method: a knob equal to it need not be spelled out.
+    let d = MergeSettings::preset(settings.method);
     let mut v: Vec<String> = vec!["merge".into()];
     v.extend(adapters.iter().map(|p| p.display().to_string()));
     v.push("-o".into());
@@ -41,8 +42,29 @@ pub fn merge_args(settings: &MergeSettings, adapters: &[PathBuf], out: &Path) ->
     if let Some(r) = settings.svd_rank {
         v.push(format!("--svd-rank={r}"));
     }
-    if settings.density != d.density {
-        v.push(format!("--density={}", settings.density));
+    if let Some(density) = settings.density {
+        v.push(format!("--density={density}"));
+    }
+    if let Some(scale) = settings.scale {
+        v.push(format!("--scale={scale}"));
+    }
+    if settings.units != d.units {
+        v.push(format!("--units={}", settings.units));
+    }
+    if settings.kc != d.kc {
+        v.push(format!("--kc={}", settings.kc));
+    }
+    if settings.post != d.post {
+        v.push(format!("--post={}", settings.post));
+    }
+    if settings.ensemble != d.ensemble {
+        v.push(format!("--ensemble={}", settings.ensemble));
+    }
+    if let Some(f) = settings.rank_fraction {
+        v.push(format!("--rank-fraction={f}"));
+    }
+    if let Some(f) = settings.common_fraction {
+        v.push(format!("--common-fraction={f}"));
     }
     if settings.majority_sign != d.majority_sign {
         v.push(format!("--majority-sign={}", settings.majority_sign));

@@ -1,7 +1,7 @@
 //! The terminal explorer: `lora-lego [ADAPTER...]`.
 //!
 //! This module owns the terminal (raw mode, alternate screen, mouse capture — always restored,
-//! also on a panic) and the run loop; the state and its logic live in [`app`], the engine runs
+//! also on a panic and on SIGTERM, SIGINT and SIGHUP) and the run loop; the state and its logic live in [`app`], the engine runs
 //! on the [`worker`] thread, and every panel draws itself from the state (see [`ui`]).
 
 pub mod app;
@@ -50,6 +50,24 @@ static OTHER_PANIC: Mutex<Option<String>> = Mutex::new(None);
 
 /// True while the explorer owns the terminal.
 static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Set by a fatal signal: the run loop stops and restores the terminal.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// On SIGTERM, SIGINT or SIGHUP: ask the run loop to stop, give it a moment to restore the
+/// terminal itself (it may be halfway through drawing a frame), then restore it regardless.
+fn install_signal_handlers() -> std::io::Result<()> {
+    crate::signals::on_fatal_signals(|| {
+        STOP.store(true, Ordering::SeqCst);
+        for _ in 0..50 {
+            if !TERMINAL_TAKEN.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        restore_terminal();
+    })
+}
 
 /// Leaves raw mode, the alternate screen and mouse capture. Only the first call after taking
 /// the terminal acts: leaving the alternate screen twice would move the cursor back over
@@ -152,6 +170,7 @@ pub fn run_with(paths: Vec<PathBuf>, load: &LoadOptions, extras: Extras) -> anyh
     let worker = Worker::spawn(Arc::clone(&engine)).context("starting the worker thread")?;
 
     install_panic_hook();
+    install_signal_handlers().context("installing the signal handlers")?;
     let result = (|| -> anyhow::Result<()> {
         enable_raw_mode().context("switching the terminal to raw mode")?;
         TERMINAL_TAKEN.store(true, Ordering::SeqCst);
@@ -162,6 +181,12 @@ pub fn run_with(paths: Vec<PathBuf>, load: &LoadOptions, extras: Extras) -> anyh
         event_loop(&mut terminal, &mut app, &worker)
     })();
     restore_terminal();
+    if STOP.load(Ordering::SeqCst) {
+        // The signal thread ends the process; nothing more is drawn or saved.
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
     // Back to the default hook: the terminal is ours no more.
     let _ = std::panic::take_hook();
 
@@ -194,6 +219,9 @@ fn event_loop(
     let effects = app.start();
     apply(effects, app, worker, &score_tx);
     while !app.quit {
+        if STOP.load(Ordering::SeqCst) {
+            break;
+        }
         terminal.draw(|f| ui::render(app, f))?;
         // Fresh results first, so what is drawn next is as current as possible.
         loop {

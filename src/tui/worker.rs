@@ -135,7 +135,7 @@ pub enum Job {
         /// The generation the request was made for.
         generation: u64,
         /// The settings (their method is replaced by each in turn).
-        settings: MergeSettings,
+        settings: Arc<MergeSettings>,
         /// The module of the first table.
         module: usize,
     },
@@ -264,10 +264,7 @@ pub fn comparison(engine: &Engine, settings: &MergeSettings, module: usize) -> C
     let module_rows = methods
         .par_iter()
         .map(|&method| {
-            let s = MergeSettings {
-                method,
-                ..settings.clone()
-            };
+            let s = settings.with_method(method);
             let r = engine
                 .merge_module(module, &s)
                 .map(|m| m.as_ref().map(ModuleSummary::of))
@@ -289,7 +286,20 @@ pub fn export(engine: &Engine, job: &ExportJob, emit: &(dyn Fn(Reply) + Sync)) -
         settings
             .validate(engine.set.adapters.len())
             .map_err(|e| e.to_string())?;
-        crate::io::write::check_target(&job.path, job.force).map_err(|e| e.to_string())?;
+        let hint = |e: crate::error::LegoError| match e {
+            crate::error::LegoError::OutputExists { .. } => {
+                format!("{e}; set overwrite to yes to replace it")
+            }
+            other => other.to_string(),
+        };
+        let inputs = crate::output_guard::Inputs::of_adapters(&engine.set.adapters);
+        inputs.check(&job.path).map_err(hint)?;
+        crate::io::write::check_target(
+            &job.path,
+            job.force,
+            crate::io::write::Replaceable::Adapter,
+        )
+        .map_err(hint)?;
         let total = engine.set.modules.len();
         let done = AtomicUsize::new(0);
         let output = engine
@@ -301,7 +311,7 @@ pub fn export(engine: &Engine, job: &ExportJob, emit: &(dyn Fn(Reply) + Sync)) -
         let mut notices = output.notices.clone();
         notices.extend(
             crate::export::export(engine, &output, settings, &job.path, job.force)
-                .map_err(|e| format!("writing {}: {e}", job.path.display()))?,
+                .map_err(|e| format!("writing {}: {}", job.path.display(), hint(e)))?,
         );
         let ranks = output
             .modules

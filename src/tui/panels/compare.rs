@@ -4,7 +4,7 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table};
+use ratatui::widgets::{Clear, Paragraph, Row, Table};
 use ratatui::Frame;
 
 use crate::tui::app::App;
@@ -12,7 +12,12 @@ use crate::tui::app::App;
 /// Draws the overlay over `area`.
 pub fn render(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let popup = crate::tui::ui::centered(area, area.width.saturating_sub(4).min(130), 34);
+    let rows = crate::recipe::MergeMethod::all().len() as u16;
+    let popup = crate::tui::ui::centered(
+        area,
+        area.width.saturating_sub(4).min(140),
+        (rows + 5).min(area.height.saturating_sub(2)),
+    );
     f.render_widget(Clear, popup);
     let cmp = app
         .comparison
@@ -35,9 +40,6 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         return;
     };
     let c = &cmp.value;
-    let n = c.module_rows.len() as u16;
-    let [top, bottom] =
-        Layout::vertical([Constraint::Length(n + 3), Constraint::Min(3)]).areas(inner);
     let current = |m: crate::recipe::MergeMethod| {
         if m == app.settings.method {
             t.highlight()
@@ -47,8 +49,10 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             Style::default()
         }
     };
-    let module_rows = c.module_rows.iter().map(|(m, r)| {
-        let cells: Vec<String> = match r {
+    // One row per method: this module's figures, then the means over all modules, so every
+    // method fits on one screen however many there are.
+    let rows = c.module_rows.iter().map(|(m, r)| {
+        let mut cells: Vec<String> = match r {
             Ok(Some(s)) => vec![
                 m.to_string(),
                 s.rank.to_string(),
@@ -59,99 +63,86 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
                     .map(|x| super::num(x, 3))
                     .unwrap_or_else(|| "–".into()),
             ],
-            Ok(None) => unavailable(&m.to_string(), "all weights 0", 6),
-            Err(e) => unavailable(&m.to_string(), e, 6),
+            Ok(None) => dashes(m, 6),
+            Err(_) => dashes(m, 6),
         };
+        let all = c.all_rows.iter().find(|row| row.method == *m);
+        match all {
+            Some(row) if row.unavailable.is_none() => cells.extend([
+                format!("│ {}/{:.1}", row.max_rank, row.mean_rank),
+                super::num(row.error_vs_sum, 4),
+                super::num(row.mean_retention, 3),
+                super::num(row.min_retention, 3),
+                crate::tui::export_dialog::human_bytes(row.bytes as u64),
+                format!("{:.0} ms", row.millis),
+            ]),
+            _ => {
+                let why = match (r, all.and_then(|row| row.unavailable.as_deref())) {
+                    (Err(e), _) => e.as_str(),
+                    (_, Some(why)) => why,
+                    (Ok(None), None) => "all weights 0",
+                    _ => "",
+                };
+                cells.push("│ –".into());
+                cells.extend((0..4).map(|_| "–".to_string()));
+                cells.push(reason(why).to_string());
+            }
+        }
         Row::new(cells).style(current(*m))
     });
     let name = app.engine.set.modules[c.module].key.to_string();
-    let table = Table::new(
-        module_rows,
-        [
-            Constraint::Length(20),
-            Constraint::Length(5),
-            Constraint::Length(12),
-            Constraint::Length(10),
-            Constraint::Length(12),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(
-        Row::new([
-            "method",
-            "rank",
-            "dist to sum",
-            "norm ratio",
-            "min cosine",
-            "silhouette",
-        ])
-        .style(t.heading()),
-    )
-    .block(
-        Block::default()
-            .borders(Borders::TOP)
-            .title(Line::styled(format!(" this module: {name} "), t.heading())),
-    );
-    f.render_widget(table, top);
-    let all_rows = c.all_rows.iter().map(|r| {
-        let cells: Vec<String> = match &r.unavailable {
-            Some(why) => unavailable(&r.method.to_string(), why, 8),
-            None => vec![
-                r.method.to_string(),
-                format!("{}/{:.1}", r.max_rank, r.mean_rank),
-                super::num(r.error_vs_sum, 4),
-                super::num(r.norm_ratio, 3),
-                super::num(r.mean_retention, 3),
-                super::num(r.min_retention, 3),
-                crate::tui::export_dialog::human_bytes(r.bytes as u64),
-                format!("{:.0} ms", r.millis),
-            ],
-        };
-        Row::new(cells).style(current(r.method))
-    });
-    let table = Table::new(
-        all_rows,
-        [
-            Constraint::Length(20),
-            Constraint::Length(9),
-            Constraint::Length(12),
-            Constraint::Length(10),
-            Constraint::Length(10),
-            Constraint::Length(10),
-            Constraint::Length(11),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(
-        Row::new([
-            "method",
-            "rank max/mean",
-            "dist to sum",
-            "norm ratio",
-            "mean cos",
-            "min cos",
-            "size",
-            "time",
-        ])
-        .style(t.heading()),
-    )
-    .block(
-        Block::default()
-            .borders(Borders::TOP)
-            .title(Line::styled(" all modules (means) ", t.heading())),
-    );
-    f.render_widget(table, bottom);
+    let widths = [
+        Constraint::Length(19),
+        Constraint::Length(5),
+        Constraint::Length(10),
+        Constraint::Length(10),
+        Constraint::Length(9),
+        Constraint::Length(10),
+        Constraint::Length(11),
+        Constraint::Length(10),
+        Constraint::Length(8),
+        Constraint::Length(8),
+        Constraint::Length(9),
+        Constraint::Fill(1),
+    ];
+    let table = Table::new(rows, widths)
+        .header(
+            Row::new([
+                "method",
+                "rank",
+                "dist/sum",
+                "norm ratio",
+                "min cos",
+                "silhouette",
+                "│ max/mean",
+                "dist/sum",
+                "mean cos",
+                "min cos",
+                "size",
+                "time",
+            ])
+            .style(t.heading()),
+        )
+        .column_spacing(1);
+    let [titles, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(inner);
+    // The right group starts after the first six columns and their spacing.
+    let left_width: usize = 19 + 5 + 10 + 10 + 9 + 10 + 6;
+    let left = format!(" this module: {name}");
+    let title = format!("{left:<left_width$}│ all modules (means)");
+    f.render_widget(Paragraph::new(Line::styled(title, t.heading())), titles);
+    f.render_widget(table, body);
 }
 
-/// A row for a method that could not run: dashes, and the reason (without the module name
-/// the engine prefixes) in the last column.
-fn unavailable(method: &str, why: &str, columns: usize) -> Vec<String> {
-    let reason = match why.find("`: ") {
+fn dashes(m: &crate::recipe::MergeMethod, columns: usize) -> Vec<String> {
+    let mut cells = vec![m.to_string()];
+    cells.extend((1..columns).map(|_| "–".to_string()));
+    cells
+}
+
+/// The reason a method could not run, without the module name the engine prefixes.
+fn reason(why: &str) -> &str {
+    match why.find("`: ") {
         Some(i) if why.starts_with("module `") => &why[i + 3..],
         _ => why,
-    };
-    let mut cells = vec![method.to_string()];
-    cells.extend((2..columns).map(|_| "–".to_string()));
-    cells.push(reason.to_string());
-    cells
+    }
 }

@@ -6,13 +6,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::recipe::MergeMethod;
 use crate::tui::app::{App, Control, Focus};
 
 /// The label and the current value of a control.
 pub fn describe(app: &App, c: Control) -> (String, String) {
     let s = &app.settings;
-    let lego = s.method == MergeMethod::Lego;
+    let lego = s.method.is_lego();
     let lego_only = |v: String| if lego { v } else { format!("{v} (lego only)") };
     match c {
         Control::Method => ("method".into(), s.method.to_string()),

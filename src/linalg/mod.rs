@@ -1,0 +1,16 @@
+//! Dense linear algebra on small f64 matrices (core-space sizes: tens to a few hundred).
+
+mod svd;
+
+pub use svd::{polar, svd, Svd};
+
+/// Errors of the small dense routines.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LinalgError {
+    /// The input holds NaN or infinite values.
+    #[error("the matrix holds NaN or infinite values")]
+    NonFinite,
+    /// Jacobi sweeps did not converge (never seen on finite input; a guard, not a path).
+    #[error("the SVD did not converge after {0} sweeps")]
+    NoConvergence(usize),
+}

@@ -1,0 +1,39 @@
+//! Task arithmetic (Ilharco et al., ICLR 2023, arXiv 2212.04089): `ΔW = λ Σ_j ΔW_j`, written
+//! exactly as the concatenated factors (no SVD), `√|λ c_j|` folded into both halves.
+
+use ndarray::{concatenate, Axis};
+
+use super::core_space::{CoreSpace, LoraFactors};
+use super::data_free::{CoreMethod, Merged};
+use super::MethodError;
+
+/// λ: the TIES paper's value for when no validation data exists (methods.md §3); on
+/// bench-quality's validation split it scored 80.5 against 68.6 for the plain sum (README).
+pub const DEFAULT_LAMBDA: f64 = 0.4;
+
+/// Task arithmetic with its coefficient.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskArithmetic {
+    /// λ.
+    pub lambda: f64,
+}
+
+impl CoreMethod for TaskArithmetic {
+    fn merge(&self, core: &CoreSpace, _seed: u64) -> Result<Merged, MethodError> {
+        let mut a_parts = Vec::with_capacity(core.n_tasks());
+        let mut b_parts = Vec::with_capacity(core.n_tasks());
+        for j in 0..core.n_tasks() {
+            // Split |λ c_j| evenly so an F16 output stays in range.
+            let (b, a) = core.task_factors(j);
+            let c = core.scale(j) * self.lambda;
+            let root = c.abs().sqrt();
+            b_parts.push(b * (c.signum() * root));
+            a_parts.push(a * root);
+        }
+        let a_views: Vec<_> = a_parts.iter().map(|a| a.view()).collect();
+        let b_views: Vec<_> = b_parts.iter().map(|b| b.view()).collect();
+        let a = concatenate(Axis(0), &a_views).map_err(|e| MethodError::Invalid(e.to_string()))?;
+        let b = concatenate(Axis(1), &b_views).map_err(|e| MethodError::Invalid(e.to_string()))?;
+        Ok(Merged::Exact(LoraFactors::from_f64(&a, &b)))
+    }
+}

@@ -1,0 +1,59 @@
+//! TSV-M (Gargiulo et al., CVPR 2025, arXiv 2412.00081), in core space (methods.md §6): each
+//! task's singular triplets, concatenated, with the left and right vectors orthogonalised by
+//! their polar factors. Each task keeps its whole rank (k_j = r_j, clamped to its numerical
+//! rank): lossless for LoRAs, and equal to the full-space method.
+
+use ndarray::{concatenate, s, Array1, Array2, Axis};
+
+use super::core_space::{CoreSpace, RANK_RTOL};
+use super::data_free::{CoreMethod, Merged};
+use super::MethodError;
+use crate::linalg::{polar, svd};
+
+/// α without validation data.
+pub const DEFAULT_ALPHA: f64 = 1.0;
+
+/// TSV-M with its coefficient.
+#[derive(Debug, Clone, Copy)]
+pub struct Tsv {
+    /// α.
+    pub alpha: f64,
+}
+
+/// `α · polar(U) diag(σ) polar(V)ᵀ` of triplets given as columns.
+pub fn orthogonalised(
+    u: &Array2<f64>,
+    sigma: &Array1<f64>,
+    v: &Array2<f64>,
+    alpha: f64,
+) -> Result<Array2<f64>, MethodError> {
+    let pu = polar(u.view(), RANK_RTOL)?;
+    let pv = polar(v.view(), RANK_RTOL)?;
+    let scaled = &pu * &(sigma * alpha).view().insert_axis(Axis(0));
+    Ok(scaled.dot(&pv.t()))
+}
+
+impl CoreMethod for Tsv {
+    fn merge(&self, core: &CoreSpace, _seed: u64) -> Result<Merged, MethodError> {
+        let mut us = Vec::new();
+        let mut vs = Vec::new();
+        let mut sigmas = Vec::new();
+        for j in 0..core.n_tasks() {
+            let d = svd(core.core(j).view())?;
+            let k = core.rank(j).min(d.rank(RANK_RTOL));
+            us.push(d.u.slice(s![.., ..k]).to_owned());
+            vs.push(d.v.slice(s![.., ..k]).to_owned());
+            sigmas.extend(d.s.iter().take(k).copied());
+        }
+        let (n_b, n_a) = core.dims();
+        if sigmas.is_empty() {
+            return Ok(Merged::Core(Array2::zeros((n_b, n_a))));
+        }
+        let cat = |parts: &[Array2<f64>]| {
+            let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+            concatenate(Axis(1), &views).map_err(|e| MethodError::Invalid(e.to_string()))
+        };
+        let m = orthogonalised(&cat(&us)?, &Array1::from(sigmas), &cat(&vs)?, self.alpha)?;
+        Ok(Merged::Core(m))
+    }
+}
