@@ -735,8 +735,8 @@ mod tests {
         let ids: std::collections::BTreeSet<_> = all.iter().map(|c| c.id.clone()).collect();
         assert_eq!(ids.len(), 8, "ids are distinct");
         assert_eq!(all[0].settings.method, MergeMethod::Lego);
-        assert_eq!((all[0].settings.density, all[0].settings.k), (0.3, 2));
-        assert_eq!((all[1].settings.density, all[1].settings.k), (0.3, 4));
+        assert_eq!((all[0].settings.density, all[0].settings.k), (Some(0.3), 2));
+        assert_eq!((all[1].settings.density, all[1].settings.k), (Some(0.3), 4));
         spec.random = Some(3);
         spec.seed = 5;
         let a = candidates(&spec, &base, &ctx(), 1).unwrap();
