@@ -46,7 +46,7 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Merge adapters into one and write it (PEFT directory or kohya file).
     Merge(Box<merge::MergeArgs>),
-    /// Every method side by side on the same adapters: rank, error vs sum, retention, size, time.
+    /// Every method side by side on the same adapters: rank, distance to the sum, cosines, size, time (with --eval, a score).
     Compare(Box<compare::CompareArgs>),
     /// Search merge settings with your evaluator: a grid or seeded random draw, results in
     /// RESULTS_DIR/results.jsonl (resumable), the best as RESULTS_DIR/best.toml.
