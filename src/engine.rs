@@ -284,9 +284,8 @@ impl Engine {
     /// Module `i`'s tasks for the core-space methods, in a canonical order (ranks by content
     /// within a task, tasks by their ranks' content), so the result does not depend on the
     /// order of the adapters or of their ranks. Tasks with weight 0 are left out.
-    pub fn core_tasks(&self, i: usize, settings: &MergeSettings) -> Vec<CoreTask> {
+    pub fn core_tasks(&self, i: usize, raw: &RawUnits, settings: &MergeSettings) -> Vec<CoreTask> {
         let module = &self.set.modules[i];
-        let raw = RawUnits::load(&self.set, module);
         let hashes = raw.hashes();
         let mut tasks: Vec<(Vec<u64>, CoreTask)> = Vec::new();
         for (si, &s) in module.sources.iter().enumerate() {
@@ -326,7 +325,9 @@ impl Engine {
     ) -> Result<Option<MergedModule>> {
         let module = &self.set.modules[i];
         let name = module.key.as_str();
-        let tasks = self.core_tasks(i, settings);
+        // One read of the factors serves the tasks and the metrics.
+        let raw = RawUnits::load(&self.set, module);
+        let tasks = self.core_tasks(i, &raw, settings);
         if tasks.is_empty() {
             return Ok(None);
         }
@@ -356,7 +357,7 @@ impl Engine {
                 core.lift(result.core.view()).map_err(fail)?
             }
         };
-        let metrics = self.metrics_of(i, settings, &factors.a, &factors.b);
+        let metrics = self.metrics_from(i, &raw, settings, &factors.a, &factors.b);
         Ok(Some(MergedModule {
             module: i,
             a: factors.a,
@@ -375,9 +376,22 @@ impl Engine {
         a: &Array2<f32>,
         b: &Array2<f32>,
     ) -> DeltaMetrics {
+        let raw = RawUnits::load(&self.set, &self.set.modules[i]);
+        self.metrics_from(i, &raw, settings, a, b)
+    }
+
+    /// [`Engine::metrics_of`] from factors already read.
+    fn metrics_from(
+        &self,
+        i: usize,
+        raw: &RawUnits,
+        settings: &MergeSettings,
+        a: &Array2<f32>,
+        b: &Array2<f32>,
+    ) -> DeltaMetrics {
         let module = &self.set.modules[i];
         let scaling = self.scaling(i, &plain(settings));
-        let (pool_a, pool_b) = scaling.pool(&RawUnits::load(&self.set, module));
+        let (pool_a, pool_b) = scaling.pool(raw);
         DeltaMetrics::from_factors(
             pool_a.view(),
             pool_b.view(),
@@ -669,7 +683,7 @@ impl Engine {
         if self.scaling(i, &plain(settings)).is_empty() {
             return Ok(None);
         }
-        let metrics = self.metrics_of(i, settings, &merged.a, &merged.b);
+        let metrics = self.metrics_from(i, &raw, settings, &merged.a, &merged.b);
         Ok(Some(MergedModule {
             module: i,
             a: merged.a,

@@ -591,3 +591,34 @@ fn the_status_bar_drops_whole_key_hints_when_narrow() {
         "{last}"
     );
 }
+
+#[test]
+fn the_method_key_reaches_the_lego_tsv_preset_and_every_data_free_method() {
+    use lora_lego::recipe::{PostStep, UnitBasis};
+    let mut s = session();
+    s.key(KeyCode::Char('m'));
+    assert_eq!(s.app.settings.method, MergeMethod::LegoTsv);
+    // Choosing the preset sets its knobs; the screen shows the merge it makes.
+    assert_eq!(
+        (s.app.settings.k, s.app.settings.units, s.app.settings.post),
+        (32, UnitBasis::Centred, PostStep::Tsv)
+    );
+    let text = screen(&s).1;
+    assert!(text.contains("lego-tsv"), "{text}");
+    // Leaving it restores LEGO's own defaults.
+    s.key(KeyCode::Char('M'));
+    assert_eq!(s.app.settings.method, MergeMethod::Lego);
+    assert_eq!(
+        (s.app.settings.k, s.app.settings.units),
+        (8, UnitBasis::Raw)
+    );
+    let mut seen = Vec::new();
+    for _ in 0..MergeMethod::all().len() {
+        s.key(KeyCode::Char('m'));
+        seen.push(s.app.settings.method);
+        let _ = screen(&s);
+    }
+    for m in MergeMethod::all() {
+        assert!(seen.contains(&m), "{m} reachable");
+    }
+}
