@@ -59,7 +59,7 @@ tmux capture-pane -p -t "$SESSION" | tee "$TMP/main.txt"
 key +
 wait_for "k \(all modules\) +9" 10
 wait_for "lego · up to date" 30
-wait_for "err [0-9.]+ k9" 10
+wait_for "dist [0-9.]+ k9" 10
 
 key e
 wait_for "Export — Enter writes" 10

@@ -6,9 +6,11 @@
 pub mod adapter;
 pub mod align;
 pub mod bench;
+pub mod card;
 pub mod compare;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod export;
 pub mod gram;
 pub mod inspect;
@@ -19,11 +21,13 @@ pub mod merge;
 pub mod metrics;
 pub mod msu;
 pub mod output_guard;
+pub mod owned_file;
 pub mod pca2d;
 pub mod recipe;
 pub mod scatter;
 
 pub mod settings;
 pub mod signals;
+pub mod sweep;
 pub mod tui;
 pub use error::{LegoError, Result};

@@ -84,15 +84,23 @@ fn cosine(dot: f64, na: f64, nb: f64) -> f64 {
     }
 }
 
-/// How the merged ΔW' compares with the exact sum and with each source.
+/// How the merged ΔW' compares with the exact sum and with each source. These are data-free
+/// geometry, not quality: the distance to the exact sum ranks the exact sum best, and a
+/// cosine is blind to scale. Only an evaluator says which merge works.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeltaMetrics {
-    /// ‖ΔW' − ΔW_sum‖ / ‖ΔW_sum‖.
+    /// Distance to the exact sum: ‖ΔW' − ΔW_sum‖ / ‖ΔW_sum‖ (0 for the sum itself).
     pub error_vs_sum: f64,
-    /// ‖ΔW'‖ / ‖ΔW_sum‖.
+    /// ‖ΔW'‖ / ‖ΔW_sum‖, ΔW_sum = Σ w_j ΔW_j.
     pub norm_ratio: f64,
-    /// Per module source: Frobenius cosine of ΔW' with `w_j ΔW_j`.
+    /// Per module source: Frobenius cosine of ΔW' with `w_j ΔW_j` (direction only).
     pub retention: Vec<f64>,
+    /// ‖ΔW'‖.
+    pub norm: f64,
+    /// Per module source: ‖w_j ΔW_j‖.
+    pub source_norm: Vec<f64>,
+    /// Per module source: ⟨ΔW', w_j ΔW_j⟩.
+    pub source_dot: Vec<f64>,
 }
 
 impl DeltaMetrics {
@@ -112,7 +120,49 @@ impl DeltaMetrics {
             error_vs_sum: if s > 0.0 { err2.sqrt() / s } else { 0.0 },
             norm_ratio: if s > 0.0 { m / s } else { 0.0 },
             retention,
+            norm: m,
+            source_norm: (0..sources.nrows())
+                .map(|j| sources[[j, j]].max(0.0).sqrt())
+                .collect(),
+            source_dot: with_source.to_vec(),
         }
+    }
+
+    /// Per source: ‖ΔW'‖ / ‖ΔW_j‖, against the adapter as trained (its weight `weights[j]`
+    /// taken out), so halving every weight halves it. NaN for a source left out (weight 0).
+    pub fn norm_vs_source(&self, weights: &[f64]) -> Vec<f64> {
+        self.source_norm
+            .iter()
+            .enumerate()
+            .map(|(j, &n)| {
+                let w = weights.get(j).copied().unwrap_or(1.0).abs();
+                if n > 0.0 && w > 0.0 {
+                    self.norm / (n / w)
+                } else {
+                    f64::NAN
+                }
+            })
+            .collect()
+    }
+
+    /// Per source: the projection coefficient ⟨ΔW', ΔW_j⟩ / ‖ΔW_j‖² against the adapter as
+    /// trained: 1 when the merge carries ΔW_j at full strength along its own direction, 0.5
+    /// for a sum at weight 0.5. NaN for a source left out (weight 0).
+    pub fn projection(&self, weights: &[f64]) -> Vec<f64> {
+        self.source_norm
+            .iter()
+            .zip(&self.source_dot)
+            .enumerate()
+            .map(|(j, (&n, &d))| {
+                let w = weights.get(j).copied().unwrap_or(1.0);
+                // ⟨ΔW', ΔW_j⟩ = d / w and ‖ΔW_j‖² = n² / w².
+                if n > 0.0 && w != 0.0 {
+                    w * d / (n * n)
+                } else {
+                    f64::NAN
+                }
+            })
+            .collect()
     }
 
     /// The same figures from explicit factors: the folded units (`a` n × d_in, `b` n × d_out

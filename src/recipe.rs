@@ -42,6 +42,12 @@ pub struct Recipe {
     pub adapters: Vec<RecipeAdapter>,
     /// The settings.
     pub merge: MergeSettings,
+    /// How the merge scored, when an evaluator was run on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<crate::eval::EvalRecord>,
+    /// The sweep this merge came from, or one to run (`lora-lego sweep --recipe FILE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<crate::sweep::SweepSpec>,
 }
 
 impl Recipe {
@@ -61,6 +67,8 @@ impl Recipe {
             version: RECIPE_VERSION,
             adapters,
             merge: settings.clone(),
+            eval: None,
+            sweep: None,
         })
     }
 

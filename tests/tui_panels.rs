@@ -91,7 +91,7 @@ fn adapters_panel_lists_name_rank_alpha_dtype_weight_in_the_adapter_colour() {
 }
 
 #[test]
-fn modules_panel_shows_every_module_with_its_error_coloured_by_health_and_filters() {
+fn modules_panel_shows_every_module_with_its_distance_to_the_sum_uncoloured_and_filters() {
     let mut s = session();
     let (b, text) = screen(&s);
     assert!(text.contains("Modules 14/14"), "{text}");
@@ -102,14 +102,15 @@ fn modules_panel_shows_every_module_with_its_error_coloured_by_health_and_filter
         Ok(Some(x)) => x.clone(),
         other => panic!("{other:?}"),
     };
-    let figure = format!("err {:.3}", summary.error_vs_sum);
+    let figure = format!("dist {:.3}", summary.error_vs_sum);
     let row = rows(&b)
         .into_iter()
         .find(|r| r.contains("│0.mlp.down_proj"))
         .expect("row");
     assert!(row.contains(&figure) && row.contains("k8"), "{row}");
     let pos = at(&b, &figure);
-    assert_eq!(fg(&b, pos), Theme::default().health(summary.error_vs_sum));
+    // Not green / red: a small distance to the sum is no sign of a good merge.
+    assert_eq!(fg(&b, pos), Color::Reset);
     // Filter: "/" then text narrows the list to the MLP modules (3 per layer, 2 layers).
     s.key(KeyCode::Char('/'));
     s.type_text("mlp");
@@ -244,9 +245,29 @@ fn metrics_panel_shows_silhouette_inertia_mix_retention_and_interference() {
     );
     assert!(text.contains(&format!("inertia {:.4}", c.inertia)));
     assert!(text.contains(&format!(
-        "error vs sum {:.3}",
+        "distance to the exact sum {:.3}",
         view.merged.metrics.error_vs_sum
     )));
+    assert_eq!(
+        fg(&b, at(&b, "distance to the exact sum")),
+        fg(&b, at(&b, "silhouette ")),
+        "the distance is shown like every other figure, not as good or bad"
+    );
+    // The scale figures, one line per source, as the metrics compute them.
+    let sources = &s.app.engine.set.modules[view.module].sources;
+    let w: Vec<f64> = sources.iter().map(|x| s.app.settings.weight(x.0)).collect();
+    let proj = view.merged.metrics.projection(&w);
+    let norms = view.merged.metrics.norm_vs_source(&w);
+    assert!(text.contains("scale per source"), "{text}");
+    for (si, src) in sources.iter().enumerate() {
+        let name = &s.app.engine.set.adapters[src.0].name;
+        let row = rows(&b)
+            .into_iter()
+            .find(|r| r.contains(&format!("│{name} ")) && r.contains(" proj "))
+            .unwrap_or_else(|| panic!("no scale row for {name}:\n{text}"));
+        assert!(row.contains(&format!("{:.3}", proj[si])), "{row}");
+        assert!(row.contains(&format!("{:.3}", norms[si])), "{row}");
+    }
     // One line per cluster: "c0  ████ 2 (1+1)", the bar in the sources' colours.
     for (ci, mix) in c.source_mix.iter().enumerate() {
         let tail = format!(
@@ -343,7 +364,10 @@ fn help_overlay_lists_every_key() {
     s.key(KeyCode::Char('?'));
     assert!(matches!(s.app.overlay, Some(Overlay::Help)));
     let (b, text) = screen(&s);
-    assert!(text.contains(" Keys "));
+    assert!(text.contains(" Keys and figures "));
+    for (name, what) in lora_lego::tui::panels::help::FIGURES {
+        assert!(text.contains(name) && text.contains(what), "{what}");
+    }
     for (k, what) in KEYS {
         assert!(text.contains(k), "key {k}");
         assert!(text.contains(what), "{what}");
@@ -351,7 +375,7 @@ fn help_overlay_lists_every_key() {
     assert_eq!(fg(&b, at(&b, "Ctrl-C")), Color::LightGreen);
     s.key(KeyCode::Esc);
     assert!(s.app.overlay.is_none());
-    assert!(!screen(&s).1.contains(" Keys "));
+    assert!(!screen(&s).1.contains(" Keys and figures "));
 }
 
 #[test]

@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use lora_lego::eval::EvalRecord;
+use lora_lego::sweep::score_once;
+
 use clap::Args;
 use lora_lego::align::ModuleSet;
 use lora_lego::compare::compare;
@@ -9,6 +12,7 @@ use lora_lego::engine::Engine;
 use lora_lego::io::{load_all, LoadOptions};
 use lora_lego::recipe::{MergeMethod, MergeSettings};
 
+use super::eval::EvalArgs;
 use super::settings::SettingsArgs;
 
 /// `compare` arguments.
@@ -26,6 +30,9 @@ pub struct CompareArgs {
     /// The shared merge settings (k applies to lego).
     #[command(flatten)]
     pub settings: SettingsArgs,
+    /// Score each method's merge with an evaluator (a score column).
+    #[command(flatten)]
+    pub eval: EvalArgs,
 }
 
 /// Runs every method and prints the table.
@@ -41,20 +48,54 @@ pub fn run(args: &CompareArgs, load: &LoadOptions) -> anyhow::Result<()> {
     } else {
         args.methods.clone()
     };
+    let evaluator = args.eval.evaluator(None)?;
     let rows = compare(&engine, &settings, &methods);
+    let scores: Vec<Option<Result<EvalRecord, String>>> = match &evaluator {
+        None => rows.iter().map(|_| None).collect(),
+        Some((ev, split)) => rows
+            .iter()
+            .map(|r| {
+                r.unavailable.is_none().then(|| {
+                    let s = MergeSettings {
+                        method: r.method,
+                        ..settings.clone()
+                    };
+                    score_once(&engine, &s, ev, split.as_deref())
+                })
+            })
+            .collect(),
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        let mut out = Vec::new();
+        for (row, score) in rows.iter().zip(&scores) {
+            let mut v = serde_json::to_value(row)?;
+            if let (Some(obj), Some(score)) = (v.as_object_mut(), score) {
+                let (key, val) = match score {
+                    Ok(e) => ("eval", serde_json::to_value(e)?),
+                    Err(e) => ("eval_error", serde_json::Value::from(e.clone())),
+                };
+                obj.insert(key.into(), val);
+            }
+            out.push(v);
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
+    let score_head = if evaluator.is_some() { "   score" } else { "" };
     println!(
-        "{:<20} {:>6} {:>9} {:>10} {:>9} {:>9} {:>10} {:>9}",
-        "method", "rank", "err/sum", "norm ratio", "mean ret", "min ret", "size", "time"
+        "{:<20} {:>6} {:>9} {:>10} {:>9} {:>9} {:>10} {:>9}{score_head}",
+        "method", "rank", "dist/sum", "norm ratio", "mean cos", "min cos", "size", "time"
     );
-    for r in rows {
+    for (r, score) in rows.iter().zip(&scores) {
+        let score = match score {
+            None => String::new(),
+            Some(Ok(e)) => format!(" {:>7.4}", e.mean),
+            Some(Err(e)) => format!("  score failed: {e}"),
+        };
         match &r.unavailable {
             Some(why) => println!("{:<20} n/a: {why}", r.method.to_string()),
             None => println!(
-                "{:<20} {:>6} {:>9.4} {:>10.4} {:>9.4} {:>9.4} {:>10} {:>7.1}ms",
+                "{:<20} {:>6} {:>9.4} {:>10.4} {:>9.4} {:>9.4} {:>10} {:>7.1}ms{score}",
                 r.method.to_string(),
                 r.max_rank,
                 r.error_vs_sum,
@@ -65,6 +106,9 @@ pub fn run(args: &CompareArgs, load: &LoadOptions) -> anyhow::Result<()> {
                 r.millis
             ),
         }
+    }
+    if evaluator.is_none() {
+        println!("dist/sum, norm ratio and cos are data-free geometry, not quality: score with --eval CMD");
     }
     Ok(())
 }

@@ -6,8 +6,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use lora_lego::adapter::{Adapter, AdapterFormat};
 use lora_lego::align::ModuleSet;
+use lora_lego::card::{model_card, write_card};
 use lora_lego::compare::adapter_retention;
 use lora_lego::engine::{Engine, MergeOutput};
+use lora_lego::eval::EvalRecord;
 use lora_lego::io::write::{atomic_file, check_target, side_file_path, write_text, Replaceable};
 use lora_lego::io::{load_all, LoadOptions};
 use lora_lego::metrics::mean;
@@ -17,6 +19,7 @@ use lora_lego::recipe::{MergeSettings, Recipe};
 use lora_lego::LegoError;
 use serde::Serialize;
 
+use super::eval::EvalArgs;
 use super::progress::Progress;
 use super::settings::SettingsArgs;
 
@@ -49,6 +52,9 @@ pub struct MergeArgs {
     /// The merge settings.
     #[command(flatten)]
     pub settings: SettingsArgs,
+    /// Score the export with an evaluator.
+    #[command(flatten)]
+    pub eval: EvalArgs,
 }
 
 /// The summary printed after a merge.
@@ -60,6 +66,8 @@ struct Summary {
     mean_error_vs_sum: f64,
     mean_retention: Vec<(String, f64)>,
     notices: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eval: Option<EvalRecord>,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,6 +112,12 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
     settings.validate(paths.len()).map_err(anyhow::Error::msg)?;
     if args.out.is_none() && args.save_recipe.is_none() {
         bail!("nothing to write: give -o OUT for the merged adapter (and/or --save-recipe FILE)");
+    }
+    // A recipe's [eval] command is a record, never run: a recipe from elsewhere must not
+    // be able to start programs.
+    let evaluator = args.eval.evaluator(None)?;
+    if evaluator.is_some() && args.out.is_none() {
+        bail!("--eval scores the export: give -o OUT");
     }
     let progress = Progress::new(args.quiet || args.json);
     progress.log(&format!("loading {} adapter(s)", paths.len()));
@@ -157,7 +171,30 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         .map_err(force_hint)
         .with_context(|| format!("writing {}", out_path.display()))?,
     );
-    let summary = summarise(&engine, &output, &settings, Some(out_path), notices);
+    let mut summary = summarise(&engine, &output, &settings, Some(out_path), notices);
+    if let Some((evaluator, split)) = &evaluator {
+        progress.log(&format!(
+            "scoring {} with `{}`",
+            out_path.display(),
+            evaluator.command
+        ));
+        let record = evaluator.run(out_path, split.as_deref()).with_context(|| {
+            format!(
+                "the merged adapter was written to {}, but scoring it failed",
+                out_path.display()
+            )
+        })?;
+        // The weights and their metadata recipe stay as written; the side recipe and the
+        // model card gain the score.
+        let scored = Recipe {
+            eval: Some(record.clone()),
+            ..described.clone()
+        };
+        let side = side_file_path(out_path, settings.format, RECIPE_FILE);
+        lora_lego::owned_file::replace_text(&side, &scored.to_toml())?;
+        write_card(out_path, settings.format, &model_card(&scored, &record))?;
+        summary.eval = Some(record);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !args.quiet {
@@ -171,9 +208,15 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
             out_path.display(),
             settings.format
         );
-        println!("mean error vs exact sum: {:.4}", summary.mean_error_vs_sum);
+        println!(
+            "mean distance to the exact sum (not a quality score): {:.4}",
+            summary.mean_error_vs_sum
+        );
         for (name, r) in &summary.mean_retention {
-            println!("mean retention of {name}: {r:.4}");
+            println!("mean cosine to {name} (direction only): {r:.4}");
+        }
+        if let Some(e) = &summary.eval {
+            println!("score: {}", e.summary());
         }
     }
     Ok(())
@@ -254,5 +297,6 @@ fn summarise(
             .zip(retention)
             .collect(),
         notices,
+        eval: None,
     }
 }

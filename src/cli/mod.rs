@@ -3,10 +3,12 @@
 
 pub mod bench;
 pub mod compare;
+pub mod eval;
 pub mod inspect;
 pub mod merge;
 pub mod progress;
 pub mod settings;
+pub mod sweep;
 
 use std::path::PathBuf;
 
@@ -23,6 +25,12 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     /// Adapters to open in the explorer (PEFT directories or .safetensors files); none opens the demo.
     pub adapters: Vec<PathBuf>,
+    /// The explorer's sweep view (`w`) shows this sweep's results (a `lora-lego sweep --out` folder).
+    #[arg(long, value_name = "RESULTS_DIR")]
+    pub sweep: Option<PathBuf>,
+    /// The explorer's evaluator (`E` scores the current settings).
+    #[command(flatten)]
+    pub eval: eval::EvalArgs,
     /// Accept adapters holding NaN or Inf values.
     #[arg(long, global = true)]
     pub allow_nonfinite: bool,
@@ -38,8 +46,11 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Merge adapters into one and write it (PEFT directory or kohya file).
     Merge(Box<merge::MergeArgs>),
-    /// Every method side by side on the same adapters: rank, error vs sum, retention, size, time.
+    /// Every method side by side on the same adapters: rank, distance to the sum, cosines, size, time (with --eval, a score).
     Compare(Box<compare::CompareArgs>),
+    /// Search merge settings with your evaluator: a grid or seeded random draw, results in
+    /// RESULTS_DIR/results.jsonl (resumable), the best as RESULTS_DIR/best.toml.
+    Sweep(Box<sweep::SweepArgs>),
     /// Synthesise eight rank-16 Llama-2-7B adapters and measure load, Gram, k-means, merge, memory.
     Bench(bench::BenchArgs),
     /// Print a shell completion script.
@@ -58,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Inspect(args)) => inspect::run(&args, &load),
         Some(Command::Merge(args)) => merge::run(&args, &load),
         Some(Command::Compare(args)) => compare::run(&args, &load),
+        Some(Command::Sweep(args)) => sweep::run(&args, &load),
         Some(Command::Bench(args)) => bench::run_bench(&args),
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
@@ -75,7 +87,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 cli.adapters
             };
-            lora_lego::tui::run(adapters, &load)
+            let extras = lora_lego::tui::Extras {
+                sweep: cli.sweep,
+                evaluator: cli.eval.evaluator(None)?,
+            };
+            lora_lego::tui::run_with(adapters, &load, extras)
         }
     }
 }

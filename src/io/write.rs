@@ -467,7 +467,13 @@ fn not_ours(target: &Path, meta: &std::fs::Metadata, what: Replaceable) -> Optio
 /// Why the directory `dir` is not a previous export of ours: it holds files we never write, or
 /// no recipe (beside the weights or in their metadata) marks it as ours. Empty is fine.
 fn not_our_export(dir: &Path) -> Option<String> {
-    let ours = [WEIGHTS_NAME, CONFIG_NAME, RECIPE_FILE];
+    // The model card is written beside a scored export (`--eval`).
+    let ours = [
+        WEIGHTS_NAME,
+        CONFIG_NAME,
+        RECIPE_FILE,
+        crate::card::CARD_FILE,
+    ];
     let entries: Vec<String> = match std::fs::read_dir(dir) {
         Ok(list) => list
             .filter_map(|e| e.ok())

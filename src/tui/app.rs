@@ -53,6 +53,8 @@ pub enum Overlay {
     Export(Box<ExportDialog>),
     /// "Quit without exporting?"
     ConfirmQuit,
+    /// A sweep's candidates and scores.
+    Sweep(Box<crate::tui::sweep_view::SweepView>),
 }
 
 /// A row of the controls panel.
@@ -111,6 +113,13 @@ pub enum Event {
     Resize(u16, u16),
     /// A result from the worker.
     Reply(Box<Reply>),
+    /// The evaluator's verdict on `settings`.
+    Scored {
+        /// The settings scored.
+        settings: Box<MergeSettings>,
+        /// The record, or what went wrong.
+        result: Result<crate::eval::EvalRecord, String>,
+    },
 }
 
 /// What the run loop must do after an event.
@@ -122,6 +131,9 @@ pub enum Effect {
     SaveHistory,
     /// Leave the explorer.
     Quit,
+    /// Score these settings with the evaluator (off the worker: scoring takes seconds to
+    /// minutes and must not hold up recomputation).
+    Score(Box<MergeSettings>),
 }
 
 /// The effects of one event, in order.
@@ -187,6 +199,15 @@ pub struct App {
     pub quit: bool,
     /// A fatal error (a worker panic): the run loop quits and reports it.
     pub fatal: Option<String>,
+    /// The sweep folder the sweep view (`w`) reads (`lora-lego --sweep RESULTS_DIR`).
+    pub sweep_dir: Option<PathBuf>,
+    /// The evaluator's last score, with the settings it is for and where it came from (a sweep
+    /// candidate, or `E`); stale once the settings change.
+    pub score: Option<(MergeSettings, String, crate::eval::EvalRecord)>,
+    /// The evaluator `E` runs on the current settings (`lora-lego --eval CMD`), and its split.
+    pub evaluator: Option<(crate::eval::Evaluator, Option<String>)>,
+    /// True while a score is being computed.
+    pub scoring: bool,
 }
 
 impl App {
@@ -218,6 +239,10 @@ impl App {
             area: Rect::new(0, 0, 160, 48),
             quit: false,
             fatal: None,
+            sweep_dir: None,
+            score: None,
+            evaluator: None,
+            scoring: false,
         }
     }
 
@@ -323,6 +348,17 @@ impl App {
                 Vec::new()
             }
             Event::Reply(r) => self.reply(*r),
+            Event::Scored { settings, result } => {
+                self.scoring = false;
+                match result {
+                    Ok(e) => {
+                        self.status = Some(Status::Info(format!("scored: mean {:.4}", e.mean)));
+                        self.score = Some((*settings, "scored here".into(), e));
+                    }
+                    Err(e) => self.status = Some(Status::Error(format!("scoring failed: {e}"))),
+                }
+                Vec::new()
+            }
         }
     }
 
@@ -509,6 +545,11 @@ impl App {
                 Vec::new()
             }
             KeyCode::Char('v') => self.open_compare(),
+            KeyCode::Char('w') => {
+                self.open_sweep();
+                Vec::new()
+            }
+            KeyCode::Char('E') => self.request_score(),
             KeyCode::Char('e') => {
                 self.open_export();
                 Vec::new()
@@ -533,6 +574,52 @@ impl App {
                 }
                 Vec::new()
             }
+            Overlay::Sweep(mut v) => match k.code {
+                KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('w') => Vec::new(),
+                KeyCode::Up | KeyCode::Char('k') => {
+                    v.move_by(-1);
+                    self.overlay = Some(Overlay::Sweep(v));
+                    Vec::new()
+                }
+                KeyCode::Down | KeyCode::Char('j') => {
+                    v.move_by(1);
+                    self.overlay = Some(Overlay::Sweep(v));
+                    Vec::new()
+                }
+                KeyCode::Char('x') => {
+                    v.knob = (v.knob + 1) % v.knobs().len().max(1);
+                    self.overlay = Some(Overlay::Sweep(v));
+                    Vec::new()
+                }
+                KeyCode::Char('r') => {
+                    v.reload();
+                    self.overlay = Some(Overlay::Sweep(v));
+                    Vec::new()
+                }
+                KeyCode::Enter | KeyCode::Char('e') => {
+                    let Some(r) = v.selected() else {
+                        self.overlay = Some(Overlay::Sweep(v));
+                        return Vec::new();
+                    };
+                    self.settings = r.settings.clone();
+                    self.score = r
+                        .eval
+                        .clone()
+                        .map(|e| (r.settings.clone(), format!("sweep candidate {}", r.id), e));
+                    self.status = Some(Status::Info(format!(
+                        "loaded sweep candidate {} ({})",
+                        r.id, r.method
+                    )));
+                    if k.code == KeyCode::Char('e') {
+                        self.open_export();
+                    }
+                    self.recompute()
+                }
+                _ => {
+                    self.overlay = Some(Overlay::Sweep(v));
+                    Vec::new()
+                }
+            },
             Overlay::ConfirmQuit => match k.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Char('q') => self.quit_now(),
                 _ => Vec::new(),
@@ -580,6 +667,43 @@ impl App {
             settings: Arc::new(self.settings.clone()),
             module: self.selected,
         })]
+    }
+
+    fn request_score(&mut self) -> Vec<Effect> {
+        let Some((e, _)) = &self.evaluator else {
+            self.status = Some(Status::Info(
+                "no evaluator: open the explorer with --eval 'CMD {dir}'".into(),
+            ));
+            return Vec::new();
+        };
+        if self.scoring {
+            return Vec::new();
+        }
+        self.scoring = true;
+        self.status = Some(Status::Info(format!("scoring with `{}`…", e.command)));
+        vec![Effect::Score(Box::new(self.settings.clone()))]
+    }
+
+    fn open_sweep(&mut self) {
+        match &self.sweep_dir {
+            Some(dir) => {
+                let v = crate::tui::sweep_view::SweepView::open(dir);
+                self.overlay = Some(Overlay::Sweep(Box::new(v)));
+            }
+            None => {
+                self.status = Some(Status::Info(
+                    "no sweep: open the explorer with --sweep RESULTS_DIR (from `lora-lego sweep`)"
+                        .into(),
+                ))
+            }
+        }
+    }
+
+    /// Re-reads the sweep view's results when the file changed (a sweep running elsewhere).
+    pub fn refresh_sweep(&mut self) {
+        if let Some(Overlay::Sweep(v)) = &mut self.overlay {
+            v.refresh();
+        }
     }
 
     fn open_export(&mut self) {
@@ -903,6 +1027,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "compare every method side by side (this module and all)",
     ),
     ("e", "export dialog"),
+    (
+        "w",
+        "sweep view (--sweep DIR): ↑↓ select, Enter loads, e exports, x knob",
+    ),
+    (
+        "E",
+        "score the current settings with the evaluator (--eval CMD)",
+    ),
     ("mouse", "click selects in lists; the wheel scrolls them"),
     ("?", "this help (any of ? Esc q closes it)"),
     (

@@ -10,6 +10,7 @@ pub mod export_dialog;
 pub mod history;
 pub mod panels;
 pub mod session;
+pub mod sweep_view;
 pub mod theme;
 pub mod ui;
 pub mod worker;
@@ -111,6 +112,20 @@ fn install_panic_hook() {
 
 /// Loads the adapters and runs the explorer until the user quits.
 pub fn run(paths: Vec<PathBuf>, load: &LoadOptions) -> anyhow::Result<()> {
+    run_with(paths, load, Extras::default())
+}
+
+/// What the explorer can do besides exploring.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// The sweep the sweep view (`w`) reads.
+    pub sweep: Option<PathBuf>,
+    /// The evaluator `E` scores the current settings with, and its split.
+    pub evaluator: Option<(crate::eval::Evaluator, Option<String>)>,
+}
+
+/// [`run`] with a sweep view and/or an evaluator.
+pub fn run_with(paths: Vec<PathBuf>, load: &LoadOptions, extras: Extras) -> anyhow::Result<()> {
     let adapters = load_all(&paths, load)?;
     let engine = Arc::new(Engine::new(ModuleSet::new(adapters)?));
     let history_path = history::default_path();
@@ -135,6 +150,8 @@ pub fn run(paths: Vec<PathBuf>, load: &LoadOptions) -> anyhow::Result<()> {
     };
     let mut app = App::new(Arc::clone(&engine), paths, settings);
     app.theme = theme::Theme::from_env();
+    app.sweep_dir = extras.sweep;
+    app.evaluator = extras.evaluator;
     let warnings = engine.set.warnings.len()
         + engine
             .set
@@ -198,8 +215,9 @@ fn event_loop(
 ) -> anyhow::Result<()> {
     let size = terminal.size()?;
     app.area = Rect::new(0, 0, size.width, size.height);
+    let (score_tx, score_rx) = std::sync::mpsc::channel::<Event>();
     let effects = app.start();
-    apply(effects, app, worker);
+    apply(effects, app, worker, &score_tx);
     while !app.quit {
         if STOP.load(Ordering::SeqCst) {
             break;
@@ -210,7 +228,7 @@ fn event_loop(
             match worker.rx.try_recv() {
                 Ok(reply) => {
                     let effects = app.handle(Event::Reply(Box::new(reply)));
-                    apply(effects, app, worker);
+                    apply(effects, app, worker, &score_tx);
                     if app.quit {
                         break;
                     }
@@ -227,6 +245,11 @@ fn event_loop(
         if app.quit {
             break;
         }
+        while let Ok(ev) = score_rx.try_recv() {
+            let effects = app.handle(ev);
+            apply(effects, app, worker, &score_tx);
+        }
+        app.refresh_sweep();
         if event::poll(Duration::from_millis(40))? {
             let ev = match event::read()? {
                 TermEvent::Key(k) => Some(Event::Key(k)),
@@ -236,7 +259,7 @@ fn event_loop(
             };
             if let Some(ev) = ev {
                 let effects = app.handle(ev);
-                apply(effects, app, worker);
+                apply(effects, app, worker, &score_tx);
             }
         }
     }
@@ -244,9 +267,37 @@ fn event_loop(
 }
 
 /// Carries out effects that need the worker; saving the history happens once, on exit.
-fn apply(effects: Vec<Effect>, app: &mut App, worker: &Worker) {
+fn apply(
+    effects: Vec<Effect>,
+    app: &mut App,
+    worker: &Worker,
+    scores: &std::sync::mpsc::Sender<Event>,
+) {
     for e in effects {
         match e {
+            Effect::Score(settings) => {
+                let Some((evaluator, split)) = app.evaluator.clone() else {
+                    continue;
+                };
+                let engine = Arc::clone(&app.engine);
+                let tx = scores.clone();
+                // Its own thread: a scorer may run for minutes, the worker must stay free.
+                let spawned = std::thread::Builder::new()
+                    .name("lora-lego-score".into())
+                    .spawn(move || {
+                        let result = crate::sweep::score_once(
+                            &engine,
+                            &settings,
+                            &evaluator,
+                            split.as_deref(),
+                        );
+                        let _ = tx.send(Event::Scored { settings, result });
+                    });
+                if let Err(e) = spawned {
+                    app.scoring = false;
+                    app.status = Some(app::Status::Error(format!("could not start scoring: {e}")));
+                }
+            }
             Effect::Job(job) => {
                 if !worker.send(job) {
                     app.fatal = Some("the worker thread stopped".into());

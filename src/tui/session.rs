@@ -52,13 +52,28 @@ impl Session {
     pub fn apply(&mut self, effects: Vec<Effect>) {
         let mut queue: VecDeque<Effect> = effects.into();
         while let Some(e) = queue.pop_front() {
-            if let Effect::Job(job) = e {
-                let engine = Arc::clone(&self.app.engine);
-                let mut replies = Vec::new();
-                super::run_job_sync(&engine, job, &mut |r| replies.push(r));
-                for r in replies {
-                    queue.extend(self.app.handle(Event::Reply(Box::new(r))));
+            match e {
+                Effect::Job(job) => {
+                    let engine = Arc::clone(&self.app.engine);
+                    let mut replies = Vec::new();
+                    super::run_job_sync(&engine, job, &mut |r| replies.push(r));
+                    for r in replies {
+                        queue.extend(self.app.handle(Event::Reply(Box::new(r))));
+                    }
                 }
+                Effect::Score(settings) => {
+                    let Some((evaluator, split)) = self.app.evaluator.clone() else {
+                        continue;
+                    };
+                    let result = crate::sweep::score_once(
+                        &self.app.engine,
+                        &settings,
+                        &evaluator,
+                        split.as_deref(),
+                    );
+                    queue.extend(self.app.handle(Event::Scored { settings, result }));
+                }
+                Effect::SaveHistory | Effect::Quit => {}
             }
         }
     }

@@ -142,17 +142,6 @@ impl Theme {
             .add_modifier(Modifier::BOLD)
     }
 
-    /// Health of a module by its error against the exact sum: green, yellow, red.
-    pub fn health(&self, error_vs_sum: f64) -> Color {
-        self.pick(if error_vs_sum < 0.35 {
-            Color::Green
-        } else if error_vs_sum < 0.65 {
-            Color::Yellow
-        } else {
-            Color::Red
-        })
-    }
-
     /// A cosine in [-1, 1] as a heat colour: strong overlap is hot.
     pub fn heat(&self, cosine: f64) -> Color {
         let a = cosine.abs();

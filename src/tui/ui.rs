@@ -102,5 +102,6 @@ pub fn render(app: &App, f: &mut Frame) {
         Some(Overlay::Compare) => panels::compare::render(app, f, area),
         Some(Overlay::Export(d)) => d.render(f, area, &app.theme),
         Some(Overlay::ConfirmQuit) => panels::help::render_confirm(app, f, area),
+        Some(Overlay::Sweep(v)) => v.render(&app.settings, f, area, &app.theme),
     }
 }

@@ -1,6 +1,8 @@
-//! The metrics of the selected module: silhouette, inertia, error against the exact sum,
-//! cluster sizes with each cluster's source mix as a stacked bar, retention per source and
-//! the adapter × adapter interference matrix.
+//! The figures of the selected module: its scale against the exact sum and against each
+//! source (‖ΔW'‖ ratios, projection coefficients), the distance to the exact sum, silhouette,
+//! inertia, cluster sizes with each cluster's source mix as a stacked bar, the cosine to each
+//! source and the adapter × adapter interference matrix. All are data-free geometry, shown
+//! neutrally: none of them says which merge works (an evaluator does).
 
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
@@ -54,25 +56,37 @@ pub fn lines(app: &App, v: &ModuleView, t: &Theme, stale: bool) -> Vec<Line<'sta
         )
     };
     let mut out = Vec::new();
+    // An evaluator's score, when there is one, leads: it is the only figure about quality.
+    if let Some((settings, id, e)) = &app.score {
+        let split = e.split.as_deref().unwrap_or("–");
+        if settings == &app.settings {
+            out.push(Line::from(vec![
+                Span::styled("score ", t.heading()),
+                val(format!("{:.4}", e.mean)),
+                Span::styled(format!(" on {split} ({id})"), t.muted()),
+            ]));
+        } else {
+            out.push(Line::from(vec![
+                Span::styled("⟳ stale ", t.stale()),
+                // The old score, for other settings than those shown.
+                Span::styled(format!("score {:.4} ({id})", e.mean), t.muted()),
+            ]));
+        }
+    }
     out.push(Line::from(vec![
         Span::styled("rank ", t.muted()),
         val(m.rank().to_string()),
         Span::styled(
-            format!(" of {} units · error vs sum ", v.unit_adapter.len()),
+            format!(" of {} units · ‖ΔW′‖/‖Σ w·ΔW‖ ", v.unit_adapter.len()),
             t.muted(),
         ),
-        Span::styled(
-            super::num(m.metrics.error_vs_sum, 3),
-            super::maybe_stale(
-                stale,
-                Style::default()
-                    .fg(t.health(m.metrics.error_vs_sum))
-                    .add_modifier(Modifier::BOLD),
-                t,
-            ),
-        ),
-        Span::styled(" · norm ratio ", t.muted()),
         val(super::num(m.metrics.norm_ratio, 3)),
+    ]));
+    // Neutral on purpose: the exact sum is at distance 0 and is often a poor merge.
+    out.push(Line::from(vec![
+        Span::styled("distance to the exact sum ", t.muted()),
+        val(super::num(m.metrics.error_vs_sum, 3)),
+        Span::styled(" (0 = the sum itself; not a quality score)", t.muted()),
     ]));
     if let Some(c) = &m.clusters {
         out.push(Line::from(vec![
@@ -111,16 +125,19 @@ pub fn lines(app: &App, v: &ModuleView, t: &Theme, stale: bool) -> Vec<Line<'sta
             t.muted(),
         ));
     }
-    out.push(Line::styled(
-        "retention per source (cosine of ΔW' with w·ΔW_j)",
-        t.heading(),
-    ));
     let name_w = names
         .iter()
         .map(|n| n.chars().count())
         .max()
         .unwrap_or(4)
         .min(14);
+    let weights: Vec<f64> = sources.iter().map(|s| app.settings.weight(s.0)).collect();
+    let proj = m.metrics.projection(&weights);
+    let norms = m.metrics.norm_vs_source(&weights);
+    out.push(Line::styled(
+        "cosine to each source w·ΔW_j (direction only)",
+        t.heading(),
+    ));
     for (si, r) in m.metrics.retention.iter().enumerate() {
         let adapter = sources[si].0;
         let filled = ((r.clamp(0.0, 1.0)) * BAR as f64).round() as usize;
@@ -133,6 +150,28 @@ pub fn lines(app: &App, v: &ModuleView, t: &Theme, stale: bool) -> Vec<Line<'sta
             Span::styled("░".repeat(BAR - filled), t.muted()),
             Span::raw(" "),
             val(super::num(*r, 3)),
+        ]));
+    }
+    out.push(Line::styled(
+        "scale per source: proj ⟨ΔW′,ΔW_j⟩/‖ΔW_j‖² · ‖ΔW′‖/‖ΔW_j‖",
+        t.heading(),
+    ));
+    for si in 0..names.len() {
+        out.push(Line::from(vec![
+            Span::styled(
+                format!("{:<name_w$} ", super::tail(&names[si], name_w)),
+                Style::default().fg(t.adapter(sources[si].0)),
+            ),
+            Span::styled("proj ", t.muted()),
+            val(format!(
+                "{:>6}",
+                super::num(proj.get(si).copied().unwrap_or(f64::NAN), 3)
+            )),
+            Span::styled("  norm ", t.muted()),
+            val(format!(
+                "{:>6}",
+                super::num(norms.get(si).copied().unwrap_or(f64::NAN), 3)
+            )),
         ]));
     }
     out.push(Line::styled(

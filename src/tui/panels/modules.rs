@@ -1,5 +1,5 @@
-//! The modules list: every adapted module with its merged rank and error against the exact
-//! sum, coloured by health; a filter narrows it.
+//! The modules list: every adapted module with its merged rank and distance to the exact
+//! sum (shown neutrally: the sum itself is at 0 and is no better for it); a filter narrows it.
 
 use ratatui::layout::Rect;
 use ratatui::style::Style;
@@ -27,8 +27,8 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
     let inner = block.inner(area);
     let rows = inner.height as usize;
     let width = inner.width as usize;
-    // "err 0.123 k 8*" takes 16 columns on the right.
-    let name_w = width.saturating_sub(17);
+    // "dist 0.123 k 8*" takes 17 columns on the right.
+    let name_w = width.saturating_sub(18);
     let names: Vec<&str> = app
         .engine
         .set
@@ -49,12 +49,12 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             let slot = app.summaries.get(m).and_then(|s| s.as_ref());
             let stale = slot.is_none_or(|s| s.generation != app.generation);
             let figure = match slot.map(|s| &s.value) {
-                None => Span::styled("     …   ".to_string(), t.muted()),
-                Some(Err(_)) => Span::styled(" error   ".to_string(), t.error()),
-                Some(Ok(None)) => Span::styled(" unused  ".to_string(), t.muted()),
+                None => Span::styled("      …   ".to_string(), t.muted()),
+                Some(Err(_)) => Span::styled("  error   ".to_string(), t.error()),
+                Some(Ok(None)) => Span::styled("  unused  ".to_string(), t.muted()),
                 Some(Ok(Some(s))) => Span::styled(
-                    format!("err {:.3}", s.error_vs_sum),
-                    super::maybe_stale(stale, Style::default().fg(t.health(s.error_vs_sum)), t),
+                    format!("dist {:.3}", s.error_vs_sum),
+                    super::maybe_stale(stale, Style::default(), t),
                 ),
             };
             let rank = match slot.map(|s| &s.value) {

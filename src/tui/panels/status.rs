@@ -14,6 +14,14 @@ pub fn keys(app: &App) -> Vec<(&'static str, &'static str)> {
         Some(Overlay::Help) => vec![("? Esc q", "close")],
         Some(Overlay::Compare) => vec![("v Esc q", "close")],
         Some(Overlay::ConfirmQuit) => vec![("y", "quit"), ("any other key", "stay")],
+        Some(Overlay::Sweep(_)) => vec![
+            ("↑↓", "candidate"),
+            ("Enter", "load"),
+            ("e", "export"),
+            ("x", "knob"),
+            ("r", "reload"),
+            ("Esc", "close"),
+        ],
         Some(Overlay::Export(_)) => vec![
             ("Tab ↑↓", "field"),
             ("←→", "change"),
