@@ -288,7 +288,12 @@ pub fn candidates(
         }
         for (ai, (name, values)) in axes.iter().enumerate() {
             let v = &values[chosen[ai]];
-            settings = apply_field(&settings, name, v)?;
+            settings = if ai == 0 {
+                // The method axis comes first: a preset's knobs are set, then the grid's.
+                settings.with_method(methods[chosen[0]])
+            } else {
+                apply_field(&settings, name, v)?
+            };
             knobs.insert(
                 name.clone(),
                 serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
@@ -713,6 +718,25 @@ mod tests {
         assert!(e.to_string().contains("no_such_field"), "{e}");
         let e = apply_field(&base, "k", &parse_value("many")).unwrap_err();
         assert!(e.to_string().contains("`k`"), "{e}");
+    }
+
+    #[test]
+    fn a_preset_method_gets_its_preset_and_the_grid_still_overrides_it() {
+        let mut spec = SweepSpec {
+            methods: vec!["lego-tsv".into(), "lego".into()],
+            ..Default::default()
+        };
+        spec.grid.insert("k".into(), vec![toml::Value::Integer(16)]);
+        let all = candidates(&spec, &MergeSettings::default(), &ctx(), 1).unwrap();
+        let preset = MergeSettings::preset(MergeMethod::LegoTsv);
+        assert_eq!(all[0].settings, MergeSettings { k: 16, ..preset });
+        assert_eq!(
+            all[1].settings,
+            MergeSettings {
+                k: 16,
+                ..MergeSettings::default()
+            }
+        );
     }
 
     #[test]
