@@ -89,12 +89,10 @@ impl CoreSpace {
             ranges.push(row..row + t.a.nrows());
             row += t.a.nrows();
         }
-        let a_views: Vec<_> = tasks.iter().map(|t| t.a.view()).collect();
-        let b_views: Vec<_> = tasks.iter().map(|t| t.b.view()).collect();
-        let a_cat = ndarray::concatenate(Axis(0), &a_views)
-            .map_err(|e| MethodError::Invalid(e.to_string()))?;
-        let b_rows = ndarray::concatenate(Axis(0), &b_views)
-            .map_err(|e| MethodError::Invalid(e.to_string()))?;
+        let a_parts: Vec<_> = tasks.iter().map(|t| t.a.clone()).collect();
+        let b_parts: Vec<_> = tasks.iter().map(|t| t.b.clone()).collect();
+        let a_cat = join(Axis(0), &a_parts)?;
+        let b_rows = join(Axis(0), &b_parts)?;
         let (to_ub, bc) = svd_basis(b_rows.t())?;
         let (to_va, ac_t) = svd_basis(a_cat.t())?;
         Ok(CoreSpace {
@@ -193,6 +191,13 @@ impl CoreSpace {
         let a = self.to_va.dot(&right).t().dot(&self.a_cat);
         Ok(LoraFactors::from_f64(&a, &b))
     }
+}
+
+/// `parts` side by side (`Axis(1)`) or stacked (`Axis(0)`); the shapes come from one module,
+/// so a mismatch is a bug reported as an invalid input rather than a panic.
+pub fn join(axis: Axis, parts: &[Array2<f64>]) -> Result<Array2<f64>, MethodError> {
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    ndarray::concatenate(axis, &views).map_err(|e| MethodError::Invalid(e.to_string()))
 }
 
 /// Merged factors of one module, `ΔW = B·A`, as written.

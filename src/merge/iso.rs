@@ -4,7 +4,7 @@
 
 use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 
-use super::core_space::{CoreSpace, RANK_RTOL};
+use super::core_space::{join, CoreSpace, RANK_RTOL};
 use super::data_free::{CoreMethod, Merged};
 use super::tsv::orthogonalised;
 use super::MethodError;
@@ -95,13 +95,14 @@ impl CoreMethod for IsoCts {
         u_cols.push(uc);
         v_cols.push(vc);
         sigmas.extend(d.s.iter().take(k_common).copied());
-        let cat = |parts: &[Array2<f64>]| {
-            let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
-            ndarray::concatenate(Axis(1), &views).map_err(|e| MethodError::Invalid(e.to_string()))
-        };
         let mean = sigmas.iter().sum::<f64>() / sigmas.len().max(1) as f64;
         let flat = Array1::from_elem(sigmas.len(), mean);
-        let m = orthogonalised(&cat(&u_cols)?, &flat, &cat(&v_cols)?, self.alpha)?;
+        let m = orthogonalised(
+            &join(Axis(1), &u_cols)?,
+            &flat,
+            &join(Axis(1), &v_cols)?,
+            self.alpha,
+        )?;
         Ok(Merged::Core(m))
     }
 }

@@ -3,11 +3,11 @@
 //! after DARE, Yu et al., ICML 2024, arXiv 2311.03099) on the per-task right factors
 //! `Z_j = σ V_jᵀ` in the input coordinates. The SVD is computed through the core.
 
-use ndarray::{concatenate, s, Array2, Axis};
+use ndarray::{s, Array2, Axis};
 use rand::Rng;
 
 use super::baselines::stream_rng;
-use super::core_space::{CoreSpace, RANK_RTOL};
+use super::core_space::{join, CoreSpace, RANK_RTOL};
 use super::data_free::{CoreMethod, Merged};
 use super::ties::ties;
 use super::MethodError;
@@ -90,9 +90,7 @@ impl Knots {
 impl CoreMethod for Knots {
     fn merge(&self, core: &CoreSpace, seed: u64) -> Result<Merged, MethodError> {
         let cores = core.cores();
-        let views: Vec<_> = cores.iter().map(|m| m.view()).collect();
-        let joint =
-            concatenate(Axis(1), &views).map_err(|e| MethodError::Invalid(e.to_string()))?;
+        let joint = join(Axis(1), &cores)?;
         let d = svd(joint.view())?;
         let rank = d.rank(RANK_RTOL);
         let (_, n_a) = core.dims();

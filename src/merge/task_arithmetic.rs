@@ -1,9 +1,9 @@
 //! Task arithmetic (Ilharco et al., ICLR 2023, arXiv 2212.04089): `ΔW = λ Σ_j ΔW_j`, written
 //! exactly as the concatenated factors (no SVD), `√|λ c_j|` folded into both halves.
 
-use ndarray::{concatenate, Axis};
+use ndarray::Axis;
 
-use super::core_space::{CoreSpace, LoraFactors};
+use super::core_space::{join, CoreSpace, LoraFactors};
 use super::data_free::{CoreMethod, Merged};
 use super::MethodError;
 
@@ -30,10 +30,8 @@ impl CoreMethod for TaskArithmetic {
             b_parts.push(b * (c.signum() * root));
             a_parts.push(a * root);
         }
-        let a_views: Vec<_> = a_parts.iter().map(|a| a.view()).collect();
-        let b_views: Vec<_> = b_parts.iter().map(|b| b.view()).collect();
-        let a = concatenate(Axis(0), &a_views).map_err(|e| MethodError::Invalid(e.to_string()))?;
-        let b = concatenate(Axis(1), &b_views).map_err(|e| MethodError::Invalid(e.to_string()))?;
+        let a = join(Axis(0), &a_parts)?;
+        let b = join(Axis(1), &b_parts)?;
         Ok(Merged::Exact(LoraFactors::from_f64(&a, &b)))
     }
 }

@@ -3,9 +3,9 @@
 //! their polar factors. Each task keeps its whole rank (k_j = r_j, clamped to its numerical
 //! rank): lossless for LoRAs, and equal to the full-space method.
 
-use ndarray::{concatenate, s, Array1, Array2, Axis};
+use ndarray::{s, Array1, Array2, Axis};
 
-use super::core_space::{CoreSpace, RANK_RTOL};
+use super::core_space::{join, CoreSpace, RANK_RTOL};
 use super::data_free::{CoreMethod, Merged};
 use super::MethodError;
 use crate::linalg::{polar, svd};
@@ -49,11 +49,12 @@ impl CoreMethod for Tsv {
         if sigmas.is_empty() {
             return Ok(Merged::Core(Array2::zeros((n_b, n_a))));
         }
-        let cat = |parts: &[Array2<f64>]| {
-            let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
-            concatenate(Axis(1), &views).map_err(|e| MethodError::Invalid(e.to_string()))
-        };
-        let m = orthogonalised(&cat(&us)?, &Array1::from(sigmas), &cat(&vs)?, self.alpha)?;
+        let m = orthogonalised(
+            &join(Axis(1), &us)?,
+            &Array1::from(sigmas),
+            &join(Axis(1), &vs)?,
+            self.alpha,
+        )?;
         Ok(Merged::Core(m))
     }
 }
