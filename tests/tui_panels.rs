@@ -1,7 +1,9 @@
 //! Every panel and popup of the explorer rendered into a `TestBackend`, checking text and
 //! colours of known inputs: the peft-tiny pair `reverse` (r 4) + `sort` (r 8), 14 modules.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 
 use lora_lego::recipe::{MergeMethod, MergeSettings};
 use lora_lego::tui::app::{ColourBy, Effect, Event, Focus, Overlay, Status, KEYS};
@@ -15,14 +17,7 @@ use ratatui::crossterm::event::{KeyCode, MouseButton, MouseEvent, MouseEventKind
 use ratatui::style::Color;
 
 fn pair() -> Vec<PathBuf> {
-    ["reverse", "sort"]
-        .iter()
-        .map(|n| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/peft-tiny/adapters")
-                .join(n)
-        })
-        .collect()
+    common::tiny_pair()
 }
 
 fn session() -> Session {

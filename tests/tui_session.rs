@@ -2,6 +2,8 @@
 //! byte, what `lora-lego merge` writes with the command line the explorer shows. Also the
 //! worker thread, the quit confirmation and the history file.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -28,14 +30,7 @@ fn demo() -> Vec<PathBuf> {
 }
 
 fn pair() -> Vec<PathBuf> {
-    ["reverse", "sort"]
-        .iter()
-        .map(|n| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/peft-tiny/adapters")
-                .join(n)
-        })
-        .collect()
+    common::tiny_pair()
 }
 
 /// Every file under `p` (or `p` itself) as (relative name, bytes), sorted.

@@ -1,6 +1,8 @@
 //! The explorer's sweep view rendered into a `TestBackend`: candidates best first, per-task
 //! bars, the mean-vs-knob plot, loading and exporting a candidate, following a growing file.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -12,14 +14,7 @@ use lora_lego::tui::session::{find, rows, Session};
 use ratatui::crossterm::event::KeyCode;
 
 fn pair() -> Vec<PathBuf> {
-    ["reverse", "sort"]
-        .iter()
-        .map(|n| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/peft-tiny/adapters")
-                .join(n)
-        })
-        .collect()
+    common::tiny_pair()
 }
 
 fn record(id: &str, method: &str, k: usize, mean: Option<f64>) -> ResultRecord {

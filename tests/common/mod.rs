@@ -19,6 +19,11 @@ pub fn tiny_adapters() -> Vec<PathBuf> {
         .collect()
 }
 
+/// The first two peft-tiny adapters (ranks 4 and 8): the explorer tests' set.
+pub fn tiny_pair() -> Vec<PathBuf> {
+    tiny_adapters().into_iter().take(2).collect()
+}
+
 /// One tensor for [`safetensors_bytes`]: name, dtype tag, shape, raw little-endian bytes.
 pub struct RawTensor {
     pub name: String,
