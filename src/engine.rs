@@ -17,7 +17,7 @@ use crate::kmeans::{k_curve, silhouette, suggest_k, GramKMeans, KPoint};
 use crate::merge::baselines::{self, BaselineParams, SourceFactors};
 use crate::merge::core_space::{CoreSpace, CoreTask};
 use crate::merge::lego;
-use crate::merge::lego_core::{LegoCore, Partition};
+use crate::merge::lego_core::LegoCore;
 use crate::merge::MethodError;
 use crate::merge::{ClusterStats, MergedModule};
 use crate::metrics::{source_mix, DeltaMetrics, UnitGeometry};
@@ -255,29 +255,14 @@ impl Engine {
 
     /// Merges module `i`. `None` when no unit has a non-zero weight.
     pub fn merge_module(&self, i: usize, settings: &MergeSettings) -> Result<Option<MergedModule>> {
-        let merged = match settings.method {
+        match settings.method {
             MergeMethod::Lego | MergeMethod::LegoTsv if settings.lego_is_classic() => {
-                self.merge_lego(i, settings)?
+                self.merge_lego(i, settings)
             }
-            MergeMethod::Lego | MergeMethod::LegoTsv => self.merge_core(i, settings, None)?,
-            MergeMethod::Baseline(_) => self.merge_baseline(i, settings)?,
-            MergeMethod::DataFree(_) => self.merge_core(i, settings, None)?,
-        };
-        Ok(merged.map(|m| self.apply_global_scale(m, settings)))
-    }
-
-    /// `--scale` on the methods whose own coefficient does not already carry it.
-    fn apply_global_scale(&self, mut m: MergedModule, settings: &MergeSettings) -> MergedModule {
-        let carried = matches!(settings.method, MergeMethod::DataFree(_))
-            || (settings.method.is_lego() && !settings.lego_is_classic());
-        match settings.scale {
-            Some(scale) if !carried && scale != 1.0 => {
-                m.b.mapv_inplace(|v| (f64::from(v) * scale) as f32);
-                let i = m.module;
-                m.metrics = self.metrics_of(i, settings, &m.a, &m.b);
-                m
+            MergeMethod::Lego | MergeMethod::LegoTsv | MergeMethod::DataFree(_) => {
+                self.merge_core(i, settings)
             }
-            _ => m,
+            MergeMethod::Baseline(_) => self.merge_baseline(i, settings),
         }
     }
 
@@ -315,14 +300,9 @@ impl Engine {
         tasks.into_iter().map(|(_, t)| t).collect()
     }
 
-    /// A core-space merge of module `i`: a data-free method, or LEGO with core-space options.
-    /// `partition` fixes LEGO's clusters (for tests against a reference partition).
-    pub fn merge_core(
-        &self,
-        i: usize,
-        settings: &MergeSettings,
-        partition: Option<&Partition>,
-    ) -> Result<Option<MergedModule>> {
+    /// A core-space merge of module `i`: a data-free method, or LEGO with core-space options
+    /// (both carry `--scale` as their own λ / α).
+    pub fn merge_core(&self, i: usize, settings: &MergeSettings) -> Result<Option<MergedModule>> {
         let module = &self.set.modules[i];
         let name = module.key.as_str();
         // One read of the factors serves the tasks and the metrics.
@@ -346,7 +326,7 @@ impl Engine {
                 .map_err(fail)?,
             _ => {
                 let lego = lego_core_params(settings, name);
-                let result = lego.run(&core, partition).map_err(fail)?;
+                let result = lego.run(&core, None).map_err(fail)?;
                 if lego.k > result.stats.n_units {
                     notices.push(format!(
                         "module `{name}`: k = {} is more than its {} units; every unit is its own cluster",
@@ -368,19 +348,8 @@ impl Engine {
         }))
     }
 
-    /// ΔW' = b·a of module `i` against the exact weighted sum and each source.
-    fn metrics_of(
-        &self,
-        i: usize,
-        settings: &MergeSettings,
-        a: &Array2<f32>,
-        b: &Array2<f32>,
-    ) -> DeltaMetrics {
-        let raw = RawUnits::load(&self.set, &self.set.modules[i]);
-        self.metrics_from(i, &raw, settings, a, b)
-    }
-
-    /// [`Engine::metrics_of`] from factors already read.
+    /// ΔW' = b·a of module `i` (its factors already read) against the exact weighted sum and
+    /// each source.
     fn metrics_from(
         &self,
         i: usize,
@@ -682,6 +651,11 @@ impl Engine {
             })?;
         if self.scaling(i, &plain(settings)).is_empty() {
             return Ok(None);
+        }
+        let mut merged = merged;
+        if let Some(scale) = settings.scale.filter(|&v| v != 1.0) {
+            // PEFT's methods have no coefficient of their own: `--scale` multiplies ΔW.
+            merged.b.mapv_inplace(|v| (f64::from(v) * scale) as f32);
         }
         let metrics = self.metrics_from(i, &raw, settings, &merged.a, &merged.b);
         Ok(Some(MergedModule {

@@ -112,7 +112,8 @@ fn linf_rows(a: &Array2<f32>, b: &Array2<f32>) -> Array1<f64> {
         .collect()
 }
 
-/// The output-reweighting factor `√(r_ref / k)` times the free multiplier.
+/// The output-reweighting factor `√(r_ref / k)` times the free multiplier and the global
+/// `scale` (the paper's LEGO has no coefficient of its own).
 pub fn output_factor(settings: &MergeSettings, k: usize, source_ranks: &[usize]) -> f64 {
     let r_ref = match settings.output_reweight {
         OutputReweight::Off => None,
@@ -122,7 +123,9 @@ pub fn output_factor(settings: &MergeSettings, k: usize, source_ranks: &[usize])
         OutputReweight::Max => Some(source_ranks.iter().copied().max().unwrap_or(1) as f64),
         OutputReweight::Value(v) => Some(v),
     };
-    r_ref.map(|r| (r / k as f64).sqrt()).unwrap_or(1.0) * settings.output_scale
+    r_ref.map(|r| (r / k as f64).sqrt()).unwrap_or(1.0)
+        * settings.output_scale
+        * settings.scale.unwrap_or(1.0)
 }
 
 /// The merged matrix as a combination of units: term c has a-coefficients `f_c·M_c` and
