@@ -627,35 +627,52 @@ impl MergeSettings {
     /// Sets the `lego-tsv` preset's fields, except those named in `keep`.
     pub fn apply_preset_fields(&mut self, keep: &[&str]) {
         let p = LEGO_TSV;
+        let preset = MergeSettings {
+            k: p.k,
+            units: UnitBasis::Centred,
+            kc: p.kc,
+            space: FeatureSpace::SignAware,
+            param_reweight: ParamReweight::Linf,
+            output_reweight: OutputReweight::Off,
+            post: PostStep::Tsv,
+            ensemble: p.ensemble,
+            ..MergeSettings::default()
+        };
+        self.copy_preset_fields(&preset, keep);
+    }
+
+    /// Copies the fields a LEGO preset sets from `from`, except those named in `keep`.
+    fn copy_preset_fields(&mut self, from: &MergeSettings, keep: &[&str]) {
         let set = |name: &str| !keep.contains(&name);
         if set("k") {
-            self.k = p.k;
+            self.k = from.k;
         }
         if set("units") {
-            self.units = UnitBasis::Centred;
+            self.units = from.units;
         }
         if set("kc") {
-            self.kc = p.kc;
+            self.kc = from.kc;
         }
         if set("space") {
-            self.space = FeatureSpace::SignAware;
+            self.space = from.space;
         }
         if set("param_reweight") {
-            self.param_reweight = ParamReweight::Linf;
+            self.param_reweight = from.param_reweight;
         }
         if set("output_reweight") {
-            self.output_reweight = OutputReweight::Off;
+            self.output_reweight = from.output_reweight;
         }
         if set("post") {
-            self.post = PostStep::Tsv;
+            self.post = from.post;
         }
         if set("ensemble") {
-            self.ensemble = p.ensemble;
+            self.ensemble = from.ensemble;
         }
     }
 
     /// This settings' method with its preset applied when switching to a preset from another
-    /// method (what the explorer's method key and `compare` use).
+    /// method, and LEGO's defaults restored when leaving it (the explorer's method key,
+    /// `compare` and `sweep`).
     pub fn with_method(&self, method: MergeMethod) -> MergeSettings {
         let mut s = MergeSettings {
             method,
@@ -664,9 +681,7 @@ impl MergeSettings {
         if method == MergeMethod::LegoTsv && self.method != MergeMethod::LegoTsv {
             s.apply_preset_fields(&[]);
         } else if method == MergeMethod::Lego && self.method == MergeMethod::LegoTsv {
-            let d = MergeSettings::default();
-            (s.k, s.units, s.kc, s.space) = (d.k, d.units, d.kc, d.space);
-            (s.output_reweight, s.post, s.ensemble) = (d.output_reweight, d.post, d.ensemble);
+            s.copy_preset_fields(&MergeSettings::default(), &[]);
         }
         s
     }
