@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong while reading, aligning, merging or writing adapters.
 #[derive(Debug, thiserror::Error)]
+// Variant fields are the values the `#[error]` message names; documenting each would repeat it.
+#[allow(missing_docs)]
 pub enum LegoError {
     /// An I/O failure on a named path. The cause is part of the message and deliberately not
     /// a `source()`: `anyhow`'s `{:#}` would print it a second time.

@@ -25,6 +25,8 @@ const STDERR_TAIL: usize = 2000;
 
 /// Why an evaluation gave no score; every variant names the command that was run.
 #[derive(Debug, thiserror::Error)]
+// Variant fields are the values the `#[error]` message names; documenting each would repeat it.
+#[allow(missing_docs)]
 pub enum EvalError {
     /// The command line cannot be used as it is.
     #[error("evaluator `{command}`: {reason}")]

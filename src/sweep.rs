@@ -100,6 +100,8 @@ impl ResultRecord {
 
 /// Why a sweep could not be planned.
 #[derive(Debug, thiserror::Error)]
+// Variant fields are the values the `#[error]` message names; documenting each would repeat it.
+#[allow(missing_docs)]
 pub enum SweepError {
     /// A knob or value the settings do not take.
     #[error("sweep: `{field}` = {value}: {reason}")]

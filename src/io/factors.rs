@@ -1,4 +1,4 @@
-//! Turning a pair of stored factor tensors into a [`LoraModule`]'s kind and dimensions.
+//! Turning a pair of stored factor tensors into a [`LoraModule`](crate::adapter::LoraModule)'s kind and dimensions.
 
 use std::path::Path;
 

@@ -5,9 +5,19 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeftKey<'a> {
     /// `<stem>.lora_A.weight` / `<stem>.lora_embedding_A`.
-    A { stem: &'a str, embedding: bool },
+    A {
+        /// The module path before `.lora_A`.
+        stem: &'a str,
+        /// An embedding's factor (`lora_embedding_A`).
+        embedding: bool,
+    },
     /// `<stem>.lora_B.weight` / `<stem>.lora_embedding_B`.
-    B { stem: &'a str, embedding: bool },
+    B {
+        /// The module path before `.lora_B`.
+        stem: &'a str,
+        /// An embedding's factor (`lora_embedding_B`).
+        embedding: bool,
+    },
     /// A tensor that is not part of LoRA (heads under `modules_to_save`, …).
     Extra,
 }

@@ -1,8 +1,8 @@
 //! Mapped input files that shrink under us. Reading a mapped page past the new end of a file
 //! raises SIGBUS, which would kill the process with no message. Here a SIGBUS inside one of our
 //! mappings is answered by mapping a zero page over the faulting one and marking the mapping:
-//! the read continues (with zeros), and [`Mapping::check`] turns the mark into an error that
-//! names the file before anything is written. A SIGBUS anywhere else keeps its default action.
+//! the read continues (with zeros), and [`Mapping::faulted`] reports the mark, which the reader
+//! turns into an error that names the file before anything is written. A SIGBUS anywhere else keeps its default action.
 //!
 //! Why not read the files into memory instead: measured with `lora-lego bench` (eight BF16
 //! Llama-2-7B adapters, 0.64 GB, this project's 2-core VM, two runs each), reading took the

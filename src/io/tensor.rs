@@ -184,7 +184,7 @@ impl TensorRef {
     /// page cache if touched again): after a module's factors are converted, its mapped bytes
     /// need not count against memory. A no-op for owned tensors.
     ///
-    /// The range is widened by [`FAULT_AROUND_MARGIN`] on both sides: a page fault maps the
+    /// The range is widened by `FAULT_AROUND_MARGIN` on both sides: a page fault maps the
     /// cached pages around it too, so neighbouring tensors' pages would otherwise stay resident.
     pub fn release_pages(&self) {
         if let Store::Mapped { map, .. } = self.store.as_ref() {

@@ -81,7 +81,7 @@ pub fn restore_terminal() {
         stdout(),
         DisableMouseCapture,
         LeaveAlternateScreen,
-        ratatui::crossterm::cursor::Show
+        crossterm::cursor::Show
     );
 }
 
@@ -295,7 +295,7 @@ fn apply(
                     });
                 if let Err(e) = spawned {
                     app.scoring = false;
-                    app.status = Some(app::Status::Error(format!("could not start scoring: {e}")));
+                    app.status = Some(Status::Error(format!("could not start scoring: {e}")));
                 }
             }
             Effect::Job(job) => {

@@ -52,8 +52,14 @@ impl Default for Theme {
 impl Theme {
     /// Colours unless `NO_COLOR` is set to a non-empty value (no-color.org).
     pub fn from_env() -> Self {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Theme { color: !no_color }
+        Self::for_no_color(std::env::var_os("NO_COLOR").as_deref())
+    }
+
+    /// The theme for a given value of `NO_COLOR` (unset, empty or set).
+    pub fn for_no_color(value: Option<&std::ffi::OsStr>) -> Self {
+        Theme {
+            color: value.is_none_or(|v| v.is_empty()),
+        }
     }
 
     /// A theme without any colour.

@@ -2,9 +2,7 @@
 //! sum, the merge does not depend on the order of adapters, reweighting factors are ≥ 1, and
 //! the metrics match a dense computation.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use lora_lego::align::ModuleSet;
 use lora_lego::engine::Engine;
 use lora_lego::io::{load_adapter, LoadOptions};

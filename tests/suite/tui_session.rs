@@ -2,8 +2,6 @@
 //! byte, what `lora-lego merge` writes with the command line the explorer shows. Also the
 //! worker thread, the quit confirmation and the history file.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -30,7 +28,7 @@ fn demo() -> Vec<PathBuf> {
 }
 
 fn pair() -> Vec<PathBuf> {
-    common::tiny_pair()
+    crate::common::tiny_pair()
 }
 
 /// Every file under `p` (or `p` itself) as (relative name, bytes), sorted.

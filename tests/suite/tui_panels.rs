@@ -1,8 +1,6 @@
 //! Every panel and popup of the explorer rendered into a `TestBackend`, checking text and
 //! colours of known inputs: the peft-tiny pair `reverse` (r 4) + `sort` (r 8), 14 modules.
 
-mod common;
-
 use std::path::PathBuf;
 
 use lora_lego::recipe::{MergeMethod, MergeSettings};
@@ -17,7 +15,7 @@ use ratatui::crossterm::event::{KeyCode, MouseButton, MouseEvent, MouseEventKind
 use ratatui::style::Color;
 
 fn pair() -> Vec<PathBuf> {
-    common::tiny_pair()
+    crate::common::tiny_pair()
 }
 
 fn session() -> Session {
@@ -554,13 +552,14 @@ fn the_smallest_supported_size_still_shows_every_panel() {
 
 #[test]
 fn no_color_in_the_environment_turns_colours_off() {
-    // Only this test touches NO_COLOR; the others build their theme explicitly.
-    std::env::set_var("NO_COLOR", "1");
-    assert!(!Theme::from_env().color);
-    std::env::set_var("NO_COLOR", "");
-    assert!(Theme::from_env().color, "an empty NO_COLOR does not count");
-    std::env::remove_var("NO_COLOR");
-    assert!(Theme::from_env().color);
+    // The value is passed in: setting the variable would leak into the children other tests spawn.
+    let value = |v: &str| Some(std::ffi::OsString::from(v));
+    assert!(!Theme::for_no_color(value("1").as_deref()).color);
+    assert!(
+        Theme::for_no_color(value("").as_deref()).color,
+        "an empty NO_COLOR does not count"
+    );
+    assert!(Theme::for_no_color(None).color);
     assert_eq!(Theme::plain().cluster(3), Color::Reset);
     assert_eq!(Theme::plain().adapter(0), Color::Reset);
 }

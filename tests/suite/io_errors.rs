@@ -1,8 +1,6 @@
 //! Every unsupported or malformed input names what is wrong.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use lora_lego::align::ModuleSet;
 use lora_lego::io::write::{write_adapter, AdapterOut};
 use lora_lego::io::{load_adapter, LoadOptions};

@@ -1,9 +1,6 @@
 //! Every PEFT golden, every module: the merged delta matches PEFT 0.21.2's.
 
-#[path = "peft_reference/mod.rs"]
-mod common;
-
-use common::{delta, load_adapter, manifest, rel_frobenius};
+use crate::peft_reference::{delta, load_adapter, manifest, rel_frobenius};
 use lora_lego::merge::baselines::{
     merge_module, BaselineMethod, BaselineParams, MajoritySign, SourceFactors,
 };

@@ -1,8 +1,6 @@
 //! The LEGO engine against exact identities and direct dense computations.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use lora_lego::align::ModuleSet;
 use lora_lego::engine::Engine;
 use lora_lego::io::{load_adapter, LoadOptions};

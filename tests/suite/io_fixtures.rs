@@ -1,8 +1,6 @@
 //! Reading and writing the real fixtures: round trips, PEFT's own norms, kohya vs PEFT.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use lora_lego::adapter::AdapterFormat;
 use lora_lego::align::ModuleSet;
 use lora_lego::io::write::{write_adapter, AdapterOut};

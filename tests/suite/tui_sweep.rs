@@ -1,8 +1,6 @@
 //! The explorer's sweep view rendered into a `TestBackend`: candidates best first, per-task
 //! bars, the mean-vs-knob plot, loading and exporting a candidate, following a growing file.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -14,7 +12,7 @@ use lora_lego::tui::session::{find, rows, Session};
 use ratatui::crossterm::event::KeyCode;
 
 fn pair() -> Vec<PathBuf> {
-    common::tiny_pair()
+    crate::common::tiny_pair()
 }
 
 fn record(id: &str, method: &str, k: usize, mean: Option<f64>) -> ResultRecord {

@@ -2,9 +2,7 @@
 //! ⟨ΔW', ΔW_j⟩ / ‖ΔW_j‖², from Gram matrices, checked against dense matrices, and the case
 //! the old figures missed: the sum at weight 1 and at weight 0.5.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use lora_lego::align::ModuleSet;
 use lora_lego::engine::Engine;
 use lora_lego::io::{load_adapter, LoadOptions};

@@ -1,12 +1,10 @@
 //! The evaluator contract: a command prints {"scores": {...}, "mean": x}; everything else it
 //! can do (bad output, a failure, hanging) comes back as a typed error naming it.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use lora_lego::eval::{EvalError, Evaluator};
 
 fn fake_scorer() -> PathBuf {

@@ -2,8 +2,7 @@
 //! terminal as it was (cooked mode, main screen, no mouse capture, cursor shown), and `q`
 //! quits from the "too small" screen.
 
-mod common;
-
+use ratatui::crossterm::event::KeyCode;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -23,7 +22,7 @@ impl Tmux {
         );
         let dir = tempfile::tempdir().unwrap();
         let session = format!("lego-{name}-{}", std::process::id());
-        let adapters: Vec<String> = common::tiny_adapters()
+        let adapters: Vec<String> = crate::common::tiny_adapters()
             .iter()
             .map(|p| format!("'{}'", p.display()))
             .collect();
@@ -147,11 +146,11 @@ fn q_quits_from_the_too_small_screen() {
 #[test]
 fn q_quits_from_the_too_small_screen_in_a_scripted_session() {
     use lora_lego::tui::session::Session;
-    let mut s = Session::open(&common::tiny_adapters(), Default::default(), 60, 20).unwrap();
+    let mut s = Session::open(&crate::common::tiny_adapters(), Default::default(), 60, 20).unwrap();
     assert!(
         s.app.unexported(),
         "the confirmation would otherwise be asked for"
     );
-    s.key(ratatui::crossterm::event::KeyCode::Char('q'));
+    s.key(KeyCode::Char('q'));
     assert!(s.app.quit);
 }

@@ -1,12 +1,10 @@
 //! `lora-lego sweep` as a user runs it, with a fake scorer: results, resume, parallel
 //! scorers, the best recipe, and the [eval] / [sweep] recipe tables.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 use lora_lego::recipe::Recipe;
 use lora_lego::sweep::{read_results, SweepSpec};
 

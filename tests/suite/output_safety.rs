@@ -2,9 +2,7 @@
 //! --force says), --force replaces only what lora-lego wrote, creation without it is exclusive,
 //! a kohya file and its recipe go together, and nothing non-finite is written.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,9 +1,6 @@
 //! Properties of the baseline merges that do not need PEFT goldens.
 
-#[path = "peft_reference/mod.rs"]
-mod common;
-
-use common::{delta, jacobi_svd, rel_frobenius};
+use crate::peft_reference::{delta, jacobi_svd, rel_frobenius};
 use lora_lego::merge::baselines::{
     merge_module, prune_magnitude, BaselineError, BaselineMethod, BaselineParams, MajoritySign,
     SourceFactors,

@@ -1,8 +1,6 @@
 //! PEFT's goldens reproduced end to end: engine → export → read back, compared as ΔW.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use lora_lego::align::ModuleSet;
 use lora_lego::engine::Engine;
 use lora_lego::export::export;

@@ -1,8 +1,6 @@
 //! The `merge` and `inspect` commands as a user runs them.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::Command;
 
 fn bin() -> Command {

@@ -1,9 +1,7 @@
 //! Recipes: written beside every export, replayed bit for bit, and refused with a clear
 //! message when malformed.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -1,9 +1,7 @@
 //! Layouts and dtypes beyond the fixtures, built by hand: half precision, embeddings, convs,
 //! GPT-2's fan_in_fan_out, rank/alpha patterns, rsLoRA, bare safetensors beside a config.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use lora_lego::adapter::{AdapterFormat, LoraKind};
 use lora_lego::io::tensor::DType;
 use lora_lego::io::write::{write_adapter, AdapterOut};

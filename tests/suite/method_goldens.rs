@@ -1,11 +1,9 @@
 //! The data-free methods and LoRA-LEGO's core-space options against the reference outputs in
 //! `fixtures/method-goldens` (methods.md), plus the exact identities between them.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use lora_lego::adapter::Adapter;
 use lora_lego::align::ModuleSet;
 use lora_lego::engine::Engine;
