@@ -39,6 +39,7 @@ for dirpath, _, files in os.walk(ROOT):
             continue
         src = open(p).read()
         src = re.sub(r"#\[cfg\(test\)\]\s*mod tests\s*\{.*", "", src, flags=re.S)
+        src = re.sub(r"//.*", "", src)  # comments and doc links are not imports
         parent = me.split("::")[0] if "::" in me else None
         for m in re.finditer(r"\b(crate|super)((?:::[A-Za-z_][A-Za-z0-9_]*)+)", src):
             parts = m.group(2).strip(":").split("::")

@@ -433,7 +433,7 @@ impl Engine {
                 "module `{name}`: k = {k_req} is more than its {n} units; using k = {n}"
             ));
         }
-        let model = lego::cluster(name, prep.y.view(), k, settings)?;
+        let model = lego::cluster(name, prep.y.view(), k, &settings.cluster_params())?;
         let membership = model.membership_matrix();
         let raw = RawUnits::load(&self.set, module);
         let (pool_a, pool_b) = scaling.pool(&raw);
@@ -446,7 +446,13 @@ impl Engine {
         });
         let factors = lego::param_factors(settings.param_reweight, &model, &g, full);
         let ranks = self.source_ranks(i, scaling);
-        let out = lego::output_factor(settings, k, &ranks);
+        let out = lego::output_factor(
+            settings.output_reweight,
+            settings.output_scale,
+            settings.scale.unwrap_or(1.0),
+            k,
+            &ranks,
+        );
         let (a, b) = lego::merged_factors(&ca, &cb, &factors, out);
         let metrics = geom.delta_metrics(&lego::combination(&membership, &factors, out));
         let sil = silhouette(g.view(), &model.labels, &model.signs).unwrap_or(0.0);
@@ -484,7 +490,7 @@ impl Engine {
             return Ok(None);
         };
         let k = settings.k_for(name).min(prep.scaling.len());
-        lego::cluster(name, prep.y.view(), k, settings).map(Some)
+        lego::cluster(name, prep.y.view(), k, &settings.cluster_params()).map(Some)
     }
 
     /// Everything the explorer shows for module `i`: the merge, the units with their sources

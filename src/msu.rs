@@ -4,7 +4,7 @@
 use ndarray::{Array1, Array2, Axis};
 
 use crate::align::{AlignedModule, ModuleSet};
-use crate::settings::FeatureSpace;
+use crate::merge::lego_params::FeatureSpace;
 
 /// The raw (unfolded) units of one module: rows of every source's A and columns of its B.
 #[derive(Debug, Clone)]

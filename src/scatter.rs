@@ -1,7 +1,7 @@
 //! The scatter's coordinates: units and centroids projected on the units' first two principal
 //! axes, all from the Gram matrix.
 
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use crate::gram::{self, GramError};
 
@@ -33,7 +33,7 @@ impl PcaBasis {
     /// `X v_k = G u_k / √λ_k` (as `u_k ⟂ 1`). O(n³).
     pub fn from_gram(g: ArrayView2<f64>) -> Result<Self, GramError> {
         let n = g.nrows();
-        let gc = crate::pca2d::centre_gram(g);
+        let gc = centre_gram(g);
         let eig = gram::sym_eigen(gc.view())?;
         Ok(Self::assemble(n, &eig, |u, lambda| {
             g.dot(&u) / lambda.sqrt()
@@ -45,7 +45,7 @@ impl PcaBasis {
     pub fn from_features(x: ArrayView2<f64>) -> Result<Self, GramError> {
         let n = x.nrows();
         let mean = x
-            .mean_axis(ndarray::Axis(0))
+            .mean_axis(Axis(0))
             .unwrap_or_else(|| Array1::zeros(x.ncols()));
         let xc = &x - &mean;
         let eig = gram::sym_eigen(xc.t().dot(&xc).view())?;
@@ -109,9 +109,31 @@ pub fn project(g: ArrayView2<f64>, w: ArrayView2<f64>) -> Result<Projection, Gra
     Ok(PcaBasis::from_gram(g)?.projection(w))
 }
 
+/// `J G J` with `J = I − 11ᵀ/n`: subtract row and column means, add back the grand mean.
+pub(crate) fn centre_gram(g: ArrayView2<f64>) -> Array2<f64> {
+    let n = g.nrows() as f64;
+    let row_means = g.sum_axis(Axis(1)) / n;
+    let col_means = g.sum_axis(Axis(0)) / n;
+    let grand = row_means.sum() / n;
+    let mut c = g.to_owned();
+    for ((i, j), v) in c.indexed_iter_mut() {
+        *v += grand - row_means[i] - col_means[j];
+    }
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn centring_removes_means() {
+        let g = ndarray::array![[2.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 4.0]];
+        let c = centre_gram(g.view());
+        for s in c.sum_axis(Axis(0)).iter().chain(c.sum_axis(Axis(1)).iter()) {
+            assert!(s.abs() < 1e-14, "row/col sum {s}");
+        }
+    }
     use ndarray::{array, Axis};
 
     #[test]

@@ -10,6 +10,9 @@ use crate::adapter::AdapterFormat;
 use crate::io::tensor::DType;
 use crate::merge::baselines::{BaselineMethod, MajoritySign};
 use crate::merge::data_free::{DataFreeMethod, DataFreeParams};
+pub use crate::merge::lego_params::{
+    ClusterParams, FeatureSpace, OutputReweight, ParamReweight, PostStep, UnitBasis,
+};
 
 /// Serialises a field through its `Display` / `FromStr`, so recipes hold plain strings.
 pub mod as_string {
@@ -58,11 +61,7 @@ impl MergeMethod {
                     .iter()
                     .map(|m| MergeMethod::Baseline(*m)),
             )
-            .chain(
-                DataFreeMethod::ALL
-                    .iter()
-                    .map(|m| MergeMethod::DataFree(*m)),
-            )
+            .chain(DataFreeMethod::all().map(MergeMethod::DataFree))
             .collect()
     }
 
@@ -106,197 +105,6 @@ impl FromStr for MergeMethod {
     }
 }
 
-/// The feature space units are clustered in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FeatureSpace {
-    /// The paper's: unit = `[a; b]` as folded.
-    #[default]
-    Plain,
-    /// A unit and its negation are one unit (assigned to the nearer of ±centroid).
-    SignAware,
-    /// Each unit rescaled so ‖a‖ = ‖b‖ before clustering (the product is unchanged).
-    Balanced,
-}
-
-impl FromStr for FeatureSpace {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "plain" => Ok(Self::Plain),
-            "sign-aware" => Ok(Self::SignAware),
-            "balanced" => Ok(Self::Balanced),
-            _ => Err(format!(
-                "unknown feature space `{s}` (expected plain, sign-aware or balanced)"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for FeatureSpace {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Plain => "plain",
-            Self::SignAware => "sign-aware",
-            Self::Balanced => "balanced",
-        })
-    }
-}
-
-/// Parameter reweighting: rescale each centroid to its members' mean norm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ParamReweight {
-    /// Max-abs norm (the default; needs the full-dimension centroid).
-    #[default]
-    Linf,
-    /// Euclidean norm (computed from the Gram matrix alone).
-    L2,
-    /// No parameter reweighting.
-    Off,
-}
-
-impl FromStr for ParamReweight {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "linf" => Ok(Self::Linf),
-            "l2" => Ok(Self::L2),
-            "off" => Ok(Self::Off),
-            _ => Err(format!(
-                "unknown parameter reweighting `{s}` (expected linf, l2 or off)"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for ParamReweight {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Linf => "linf",
-            Self::L2 => "l2",
-            Self::Off => "off",
-        })
-    }
-}
-
-/// The reference rank of output reweighting `B' ← B'·√(r_ref / k)`.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub enum OutputReweight {
-    /// r_ref = mean rank of the module's sources (the default).
-    #[default]
-    Mean,
-    /// r_ref = largest rank of the module's sources.
-    Max,
-    /// A fixed r_ref.
-    Value(f64),
-    /// No output reweighting.
-    Off,
-}
-
-impl FromStr for OutputReweight {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "mean" => Ok(Self::Mean),
-            "max" => Ok(Self::Max),
-            "off" => Ok(Self::Off),
-            _ => match s.parse::<f64>() {
-                Ok(v) if v.is_finite() && v > 0.0 => Ok(Self::Value(v)),
-                _ => Err(format!(
-                    "invalid output reweighting `{s}` (expected mean, max, off or a positive number)"
-                )),
-            },
-        }
-    }
-}
-
-impl fmt::Display for OutputReweight {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Mean => f.write_str("mean"),
-            Self::Max => f.write_str("max"),
-            Self::Off => f.write_str("off"),
-            Self::Value(v) => write!(f, "{v}"),
-        }
-    }
-}
-
-/// Which rank-1 units LoRA-LEGO clusters (methods.md §9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UnitBasis {
-    /// The adapters' own ranks, as stored (the paper).
-    #[default]
-    Raw,
-    /// Each task's singular vectors (canonical up to sign).
-    Svd,
-    /// The singular vectors of each task minus the tasks' mean (`kc` per task); the mean is
-    /// added back once.
-    Centred,
-}
-
-impl FromStr for UnitBasis {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "raw" => Ok(Self::Raw),
-            "svd" => Ok(Self::Svd),
-            "centred" | "centered" => Ok(Self::Centred),
-            _ => Err(format!(
-                "unknown unit basis `{s}` (expected raw, svd or centred)"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for UnitBasis {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Raw => "raw",
-            Self::Svd => "svd",
-            Self::Centred => "centred",
-        })
-    }
-}
-
-/// What LoRA-LEGO does to the merged module after clustering (methods.md §9 step 7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PostStep {
-    /// The centroids as they are (the paper).
-    #[default]
-    None,
-    /// Flatten the merged spectrum (Iso-C).
-    Iso,
-    /// Orthogonalise the merged units' directions, keeping their norms (TSV).
-    Tsv,
-}
-
-impl FromStr for PostStep {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "none" => Ok(Self::None),
-            "iso" => Ok(Self::Iso),
-            "tsv" => Ok(Self::Tsv),
-            _ => Err(format!(
-                "unknown post-step `{s}` (expected none, iso or tsv)"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for PostStep {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::None => "none",
-            Self::Iso => "iso",
-            Self::Tsv => "tsv",
-        })
-    }
-}
-
 /// Reads `output_reweight` from `"mean"`, `"max"`, `"off"`, `"12.5"` or a bare number.
 fn output_reweight_from_string_or_number<'de, D: serde::Deserializer<'de>>(
     d: D,
@@ -321,9 +129,47 @@ pub struct KOverride {
     pub pattern: String,
     /// The k for matching modules.
     pub k: usize,
+    /// The pattern compiled on first use: `k_for` runs for every module on every drawn frame.
+    #[serde(skip)]
+    compiled: CompiledPattern,
 }
 
+/// A lazily compiled pattern, remembered with its source so a changed `pattern` is never
+/// matched with a stale expression. It takes no part in equality.
+#[derive(Debug, Clone, Default)]
+struct CompiledPattern(std::sync::OnceLock<(String, Result<regex::Regex, String>)>);
+
+impl PartialEq for CompiledPattern {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for CompiledPattern {}
+
 impl KOverride {
+    /// Modules matching `pattern` get `k`.
+    pub fn new(pattern: impl Into<String>, k: usize) -> Self {
+        KOverride {
+            pattern: pattern.into(),
+            k,
+            compiled: CompiledPattern::default(),
+        }
+    }
+
+    /// Whether `module` matches the pattern (an invalid pattern matches nothing; `validate`
+    /// reports it).
+    pub fn matches(&self, module: &str) -> bool {
+        let (source, re) = self
+            .compiled
+            .0
+            .get_or_init(|| (self.pattern.clone(), self.matcher()));
+        if *source != self.pattern {
+            return self.matcher().is_ok_and(|re| re.is_match(module));
+        }
+        re.as_ref().is_ok_and(|re| re.is_match(module))
+    }
+
     /// Compiles the pattern.
     pub fn matcher(&self) -> Result<regex::Regex, String> {
         let re = match self.pattern.strip_prefix("re:") {
@@ -357,10 +203,7 @@ impl FromStr for KOverride {
         if k == 0 {
             return Err(format!("k in `{s}` must be at least 1"));
         }
-        Ok(KOverride {
-            pattern: pattern.to_string(),
-            k,
-        })
+        Ok(KOverride::new(pattern, k))
     }
 }
 
@@ -505,6 +348,17 @@ impl Default for MergeSettings {
 }
 
 impl MergeSettings {
+    /// The k-means knobs of a LEGO clustering.
+    pub fn cluster_params(&self) -> ClusterParams {
+        ClusterParams {
+            n_init: self.n_init,
+            max_iter: self.max_iter,
+            tol: self.tol,
+            seed: self.seed,
+            space: self.space,
+        }
+    }
+
     /// The weight of source `i` (1 when no weights were given).
     pub fn weight(&self, i: usize) -> f64 {
         self.weights.get(i).copied().unwrap_or(1.0)
@@ -707,8 +561,34 @@ impl MergeSettings {
         self.k_overrides
             .iter()
             .rev()
-            .find(|o| o.matcher().map(|re| re.is_match(module)).unwrap_or(false))
+            .find(|o| o.matches(module))
             .map(|o| o.k)
             .unwrap_or(self.k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_module_k_follows_the_last_matching_pattern() {
+        let mut s = MergeSettings {
+            k: 8,
+            k_overrides: vec![
+                "*.q_proj=3".parse().unwrap(),
+                "re:layers\\.1\\..*=5".parse().unwrap(),
+            ],
+            ..MergeSettings::default()
+        };
+        assert_eq!(s.k_for("layers.0.q_proj"), 3);
+        assert_eq!(s.k_for("layers.1.q_proj"), 5);
+        assert_eq!(s.k_for("layers.0.v_proj"), 8);
+        // A pattern edited after its first use is matched as it is now, not as compiled.
+        s.k_overrides[0].pattern = "*.v_proj".into();
+        assert_eq!(s.k_for("layers.0.q_proj"), 8);
+        assert_eq!(s.k_for("layers.0.v_proj"), 3);
+        let invalid = KOverride::new("re:(", 2);
+        assert!(!invalid.matches("("));
     }
 }

@@ -4,7 +4,7 @@
 use ndarray::{s, Array2, Axis};
 
 use super::core_space::CoreSpace;
-use super::data_free::{CoreMethod, Merged};
+use super::method::{CoreMethod, Merged, MethodSpec};
 use super::MethodError;
 use crate::linalg::svd;
 
@@ -21,6 +21,19 @@ pub struct Cart {
     /// k = ⌈fraction · min(n_B, n_A)⌉.
     pub rank_fraction: f64,
 }
+
+/// CART, registered as `cart`.
+pub static SPEC: MethodSpec = MethodSpec {
+    name: "cart",
+    default_scale: DEFAULT_LAMBDA,
+    default_density: None,
+    build: |p| {
+        Box::new(Cart {
+            lambda: p.scale,
+            rank_fraction: p.rank_fraction.unwrap_or(DEFAULT_RANK_FRACTION),
+        })
+    },
+};
 
 /// The best rank-k approximation of `m`.
 pub fn truncate(m: &Array2<f64>, k: usize) -> Result<Array2<f64>, MethodError> {

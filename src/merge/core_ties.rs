@@ -3,7 +3,7 @@
 //! [`CoreSpace`], as in the Core Space reference.
 
 use super::core_space::CoreSpace;
-use super::data_free::{CoreMethod, Merged};
+use super::method::{CoreMethod, Merged, MethodSpec};
 use super::ties::ties;
 use super::MethodError;
 
@@ -20,6 +20,19 @@ pub struct CoreTies {
     /// λ.
     pub lambda: f64,
 }
+
+/// TIES in core space, registered as `core_ties`.
+pub static SPEC: MethodSpec = MethodSpec {
+    name: "core_ties",
+    default_scale: DEFAULT_LAMBDA,
+    default_density: Some(DEFAULT_KEEP),
+    build: |p| {
+        Box::new(CoreTies {
+            keep: p.density,
+            lambda: p.scale,
+        })
+    },
+};
 
 impl CoreMethod for CoreTies {
     fn merge(&self, core: &CoreSpace, _seed: u64) -> Result<Merged, MethodError> {

@@ -1,159 +1,81 @@
-//! The data-free merge methods of 2023–2025, each one type behind [`CoreMethod`], all computed
-//! in the core space of a module ([`CoreSpace`]).
+//! The registry of data-free merge methods (2023–2025), each one type behind
+//! [`CoreMethod`] in its own file, all computed in the core space of a module ([`CoreSpace`]).
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
-use ndarray::Array2;
+pub use super::method::{CoreMethod, Merged, MethodParams, MethodSpec};
 
-use super::core_space::{balanced_factors, CoreSpace, LoraFactors};
-use super::MethodError;
+/// Every data-free method, in the order shown; a new method is one line here.
+pub static REGISTRY: [&MethodSpec; 8] = [
+    &super::task_arithmetic::SPEC,
+    &super::tsv::SPEC,
+    &super::iso::ISO_C,
+    &super::iso::ISO_CTS,
+    &super::cart::SPEC,
+    &super::core_ties::SPEC,
+    &super::knots::KNOTS_TIES,
+    &super::knots::KNOTS_DARE_TIES,
+];
 
-/// What a method returns for one module.
-#[derive(Debug, Clone)]
-pub enum Merged {
-    /// A core matrix `M`: `ΔW = U_B M V_Aᵀ`.
-    Core(Array2<f64>),
-    /// `ΔW = l·r` in the full space (l: d_out × q, r: q × d_in).
-    Factors {
-        /// Left factor.
-        l: Array2<f64>,
-        /// Right factor.
-        r: Array2<f64>,
-    },
-    /// Factors written as they are (exact forms, no SVD).
-    Exact(LoraFactors),
-}
-
-impl Merged {
-    /// The LoRA factors to write (√σ split for the SVD forms).
-    pub fn into_factors(self, core: &CoreSpace) -> Result<LoraFactors, MethodError> {
-        match self {
-            Merged::Core(m) => core.lift(m.view()),
-            Merged::Factors { l, r } => balanced_factors(l.view(), r.view()),
-            Merged::Exact(f) => Ok(f),
-        }
-    }
-}
-
-/// One data-free merge method with its parameters, merging one module at a time.
-pub trait CoreMethod: Send + Sync {
-    /// Merges the tasks of one module. `seed` is this module's own seed (DARE's draws).
-    fn merge(&self, core: &CoreSpace, seed: u64) -> Result<Merged, MethodError>;
-}
-
-/// The registered data-free methods, by their command-line names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DataFreeMethod {
-    /// Task arithmetic: `λ Σ ΔW_j`, exact as factors.
-    TaskArithmetic,
-    /// TIES on the core matrices.
-    CoreTies,
-    /// KnOTS: TIES on the per-task right factors of a joint SVD.
-    KnotsTies,
-    /// KnOTS with DARE before TIES.
-    KnotsDareTies,
-    /// TSV-M: task singular vectors, orthogonalised.
-    Tsv,
-    /// Iso-C: the sum's spectrum flattened.
-    IsoC,
-    /// Iso-CTS: a common subspace plus task-specific ones, flattened.
-    IsoCts,
-    /// CART: the mean plus rank-reduced deviations from it.
-    Cart,
-}
+/// A registered data-free method.
+#[derive(Clone, Copy)]
+pub struct DataFreeMethod(&'static MethodSpec);
 
 impl DataFreeMethod {
-    /// Every data-free method, in the order shown.
-    pub const ALL: [DataFreeMethod; 8] = [
-        DataFreeMethod::TaskArithmetic,
-        DataFreeMethod::Tsv,
-        DataFreeMethod::IsoC,
-        DataFreeMethod::IsoCts,
-        DataFreeMethod::Cart,
-        DataFreeMethod::CoreTies,
-        DataFreeMethod::KnotsTies,
-        DataFreeMethod::KnotsDareTies,
-    ];
+    /// Every registered method, in the order shown.
+    pub fn all() -> impl Iterator<Item = DataFreeMethod> {
+        REGISTRY.iter().map(|spec| DataFreeMethod(spec))
+    }
 
     /// The command-line and recipe name.
     pub fn name(self) -> &'static str {
-        match self {
-            DataFreeMethod::TaskArithmetic => "task_arithmetic",
-            DataFreeMethod::CoreTies => "core_ties",
-            DataFreeMethod::KnotsTies => "knots_ties",
-            DataFreeMethod::KnotsDareTies => "knots_dare_ties",
-            DataFreeMethod::Tsv => "tsv",
-            DataFreeMethod::IsoC => "iso_c",
-            DataFreeMethod::IsoCts => "iso_cts",
-            DataFreeMethod::Cart => "cart",
-        }
+        self.0.name
     }
 
     /// The default of the method's global coefficient (λ or α).
     pub fn default_scale(self) -> f64 {
-        match self {
-            DataFreeMethod::TaskArithmetic => super::task_arithmetic::DEFAULT_LAMBDA,
-            DataFreeMethod::CoreTies => super::core_ties::DEFAULT_LAMBDA,
-            DataFreeMethod::KnotsTies => super::knots::TIES_DEFAULT_LAMBDA,
-            DataFreeMethod::KnotsDareTies => super::knots::DARE_TIES_DEFAULT_LAMBDA,
-            DataFreeMethod::Tsv => super::tsv::DEFAULT_ALPHA,
-            DataFreeMethod::IsoC | DataFreeMethod::IsoCts => super::iso::DEFAULT_ALPHA,
-            DataFreeMethod::Cart => super::cart::DEFAULT_LAMBDA,
-        }
+        self.0.default_scale
     }
 
     /// The default density (fraction kept), for the methods that prune.
     pub fn default_density(self) -> Option<f64> {
-        match self {
-            DataFreeMethod::CoreTies => Some(super::core_ties::DEFAULT_KEEP),
-            DataFreeMethod::KnotsTies => Some(super::knots::TIES_DEFAULT_KEEP),
-            DataFreeMethod::KnotsDareTies => Some(1.0 - super::knots::DARE_DEFAULT_DROP),
-            _ => None,
-        }
+        self.0.default_density
     }
 
     /// The method with its parameters: `scale` its λ/α, `density` the fraction kept (TIES
     /// trim, or DARE's keep probability for `knots_dare_ties`), `rank_fraction` CART's,
-    /// `common_fraction` Iso-CTS's.
+    /// `common_fraction` Iso-CTS's; what is absent takes the published default.
     pub fn build(self, p: &DataFreeParams) -> Box<dyn CoreMethod> {
-        let scale = p.scale.unwrap_or(self.default_scale());
-        let density = p.density.or(self.default_density()).unwrap_or(1.0);
-        match self {
-            DataFreeMethod::TaskArithmetic => {
-                Box::new(super::task_arithmetic::TaskArithmetic { lambda: scale })
-            }
-            DataFreeMethod::CoreTies => Box::new(super::core_ties::CoreTies {
-                keep: density,
-                lambda: scale,
-            }),
-            DataFreeMethod::KnotsTies => Box::new(super::knots::Knots {
-                keep: density,
-                lambda: scale,
-                dare: None,
-            }),
-            DataFreeMethod::KnotsDareTies => Box::new(super::knots::Knots {
-                keep: 1.0,
-                lambda: scale,
-                dare: Some(super::knots::Dare::Seeded {
-                    drop: 1.0 - density,
-                }),
-            }),
-            DataFreeMethod::Tsv => Box::new(super::tsv::Tsv { alpha: scale }),
-            DataFreeMethod::IsoC => Box::new(super::iso::IsoC { alpha: scale }),
-            DataFreeMethod::IsoCts => Box::new(super::iso::IsoCts {
-                alpha: scale,
-                common_fraction: p
-                    .common_fraction
-                    .unwrap_or(super::iso::DEFAULT_COMMON_FRACTION),
-            }),
-            DataFreeMethod::Cart => Box::new(super::cart::Cart {
-                lambda: scale,
-                rank_fraction: p
-                    .rank_fraction
-                    .unwrap_or(super::cart::DEFAULT_RANK_FRACTION),
-            }),
-        }
+        (self.0.build)(&MethodParams {
+            scale: p.scale.unwrap_or(self.default_scale()),
+            density: p.density.or(self.default_density()).unwrap_or(1.0),
+            rank_fraction: p.rank_fraction,
+            common_fraction: p.common_fraction,
+        })
+    }
+}
+
+// Identity is the name: specs are unique statics, but comparing names does not depend on
+// where the linker put them.
+impl PartialEq for DataFreeMethod {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for DataFreeMethod {}
+
+impl Hash for DataFreeMethod {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
+impl fmt::Debug for DataFreeMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DataFreeMethod({})", self.name())
     }
 }
 
@@ -179,9 +101,7 @@ impl fmt::Display for DataFreeMethod {
 impl FromStr for DataFreeMethod {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        DataFreeMethod::ALL
-            .iter()
-            .copied()
+        DataFreeMethod::all()
             .find(|m| m.name() == s)
             .ok_or_else(|| format!("unknown data-free method `{s}`"))
     }

@@ -5,7 +5,7 @@
 use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 
 use super::core_space::{join, CoreSpace, RANK_RTOL};
-use super::data_free::{CoreMethod, Merged};
+use super::method::{CoreMethod, Merged, MethodSpec};
 use super::tsv::orthogonalised;
 use super::MethodError;
 use crate::linalg::svd;
@@ -30,6 +30,27 @@ pub struct IsoCts {
     /// Share of the core size given to the common subspace.
     pub common_fraction: f64,
 }
+
+/// Iso-C, registered as `iso_c`.
+pub static ISO_C: MethodSpec = MethodSpec {
+    name: "iso_c",
+    default_scale: DEFAULT_ALPHA,
+    default_density: None,
+    build: |p| Box::new(IsoC { alpha: p.scale }),
+};
+
+/// Iso-CTS, registered as `iso_cts`.
+pub static ISO_CTS: MethodSpec = MethodSpec {
+    name: "iso_cts",
+    default_scale: DEFAULT_ALPHA,
+    default_density: None,
+    build: |p| {
+        Box::new(IsoCts {
+            alpha: p.scale,
+            common_fraction: p.common_fraction.unwrap_or(DEFAULT_COMMON_FRACTION),
+        })
+    },
+};
 
 /// `α · mean(σ) · U Vᵀ` over the numerically nonzero spectrum of `m`.
 pub fn isotropic(m: ArrayView2<f64>, alpha: f64) -> Result<Array2<f64>, MethodError> {

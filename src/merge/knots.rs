@@ -8,7 +8,7 @@ use rand::Rng;
 
 use super::baselines::stream_rng;
 use super::core_space::{join, CoreSpace, RANK_RTOL};
-use super::data_free::{CoreMethod, Merged};
+use super::method::{CoreMethod, Merged, MethodSpec};
 use super::ties::ties;
 use super::MethodError;
 use crate::linalg::svd;
@@ -49,6 +49,36 @@ pub struct Knots {
     /// DARE before TIES, if any.
     pub dare: Option<Dare>,
 }
+
+/// KnOTS-TIES, registered as `knots_ties`.
+pub static KNOTS_TIES: MethodSpec = MethodSpec {
+    name: "knots_ties",
+    default_scale: TIES_DEFAULT_LAMBDA,
+    default_density: Some(TIES_DEFAULT_KEEP),
+    build: |p| {
+        Box::new(Knots {
+            keep: p.density,
+            lambda: p.scale,
+            dare: None,
+        })
+    },
+};
+
+/// KnOTS-DARE-TIES, registered as `knots_dare_ties`: its density is DARE's keep probability.
+pub static KNOTS_DARE_TIES: MethodSpec = MethodSpec {
+    name: "knots_dare_ties",
+    default_scale: DARE_TIES_DEFAULT_LAMBDA,
+    default_density: Some(1.0 - DARE_DEFAULT_DROP),
+    build: |p| {
+        Box::new(Knots {
+            keep: 1.0,
+            lambda: p.scale,
+            dare: Some(Dare::Seeded {
+                drop: 1.0 - p.density,
+            }),
+        })
+    },
+};
 
 impl Knots {
     fn apply_dare(&self, z: &mut Array2<f64>, task: usize, seed: u64) -> Result<(), MethodError> {

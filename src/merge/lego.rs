@@ -6,15 +6,15 @@ use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use crate::error::{LegoError, Result};
 use crate::kmeans::GramKMeans;
+use crate::merge::lego_params::{ClusterParams, FeatureSpace, OutputReweight, ParamReweight};
 use crate::metrics::Combination;
-use crate::settings::{FeatureSpace, MergeSettings, OutputReweight, ParamReweight};
 
-/// Clusters the embedded units `y` (n × m) into `k ≤ n` clusters with the settings' k-means.
+/// Clusters the embedded units `y` (n × m) into `k ≤ n` clusters with the given k-means knobs.
 pub fn cluster(
     module: &str,
     y: ArrayView2<f64>,
     k: usize,
-    settings: &MergeSettings,
+    settings: &ClusterParams,
 ) -> Result<GramKMeans> {
     GramKMeans::params(k)
         .n_init(settings.n_init)
@@ -112,10 +112,16 @@ fn linf_rows(a: &Array2<f32>, b: &Array2<f32>) -> Array1<f64> {
         .collect()
 }
 
-/// The output-reweighting factor `√(r_ref / k)` times the free multiplier and the global
-/// `scale` (the paper's LEGO has no coefficient of its own).
-pub fn output_factor(settings: &MergeSettings, k: usize, source_ranks: &[usize]) -> f64 {
-    let r_ref = match settings.output_reweight {
+/// The output-reweighting factor `√(r_ref / k)` times the free multiplier `output_scale` and
+/// the global `scale` (the paper's LEGO has no coefficient of its own).
+pub fn output_factor(
+    reweight: OutputReweight,
+    output_scale: f64,
+    scale: f64,
+    k: usize,
+    source_ranks: &[usize],
+) -> f64 {
+    let r_ref = match reweight {
         OutputReweight::Off => None,
         OutputReweight::Mean => {
             Some(source_ranks.iter().sum::<usize>() as f64 / source_ranks.len().max(1) as f64)
@@ -123,9 +129,7 @@ pub fn output_factor(settings: &MergeSettings, k: usize, source_ranks: &[usize])
         OutputReweight::Max => Some(source_ranks.iter().copied().max().unwrap_or(1) as f64),
         OutputReweight::Value(v) => Some(v),
     };
-    r_ref.map(|r| (r / k as f64).sqrt()).unwrap_or(1.0)
-        * settings.output_scale
-        * settings.scale.unwrap_or(1.0)
+    r_ref.map(|r| (r / k as f64).sqrt()).unwrap_or(1.0) * output_scale * scale
 }
 
 /// The merged matrix as a combination of units: term c has a-coefficients `f_c·M_c` and

@@ -12,11 +12,11 @@ use ndarray::{concatenate, Array1, Array2, Axis};
 use super::cart::mean_core;
 use super::core_space::{CoreSpace, RANK_RTOL};
 use super::iso::isotropic;
+use super::lego_params::{OutputReweight, ParamReweight, PostStep, UnitBasis};
 use super::tsv::orthogonalised;
 use super::{ClusterStats, MethodError};
 use crate::kmeans::GramKMeans;
 use crate::linalg::svd;
-use crate::settings::{OutputReweight, ParamReweight, PostStep, UnitBasis};
 
 /// The centred basis' units per task (methods.md's preset has 6; 8 scored higher on
 /// bench-quality's validation split, see the README).

@@ -4,7 +4,7 @@
 use ndarray::Axis;
 
 use super::core_space::{join, CoreSpace, LoraFactors};
-use super::data_free::{CoreMethod, Merged};
+use super::method::{CoreMethod, Merged, MethodSpec};
 use super::MethodError;
 
 /// λ: the TIES paper's value for when no validation data exists (methods.md §3); on
@@ -17,6 +17,14 @@ pub struct TaskArithmetic {
     /// λ.
     pub lambda: f64,
 }
+
+/// Task arithmetic, registered as `task_arithmetic`.
+pub static SPEC: MethodSpec = MethodSpec {
+    name: "task_arithmetic",
+    default_scale: DEFAULT_LAMBDA,
+    default_density: None,
+    build: |p| Box::new(TaskArithmetic { lambda: p.scale }),
+};
 
 impl CoreMethod for TaskArithmetic {
     fn merge(&self, core: &CoreSpace, _seed: u64) -> Result<Merged, MethodError> {

@@ -6,7 +6,7 @@
 use ndarray::{s, Array1, Array2, Axis};
 
 use super::core_space::{join, CoreSpace, RANK_RTOL};
-use super::data_free::{CoreMethod, Merged};
+use super::method::{CoreMethod, Merged, MethodSpec};
 use super::MethodError;
 use crate::linalg::{polar, svd};
 
@@ -19,6 +19,14 @@ pub struct Tsv {
     /// α.
     pub alpha: f64,
 }
+
+/// TSV-M, registered as `tsv`.
+pub static SPEC: MethodSpec = MethodSpec {
+    name: "tsv",
+    default_scale: DEFAULT_ALPHA,
+    default_density: None,
+    build: |p| Box::new(Tsv { alpha: p.scale }),
+};
 
 /// `α · polar(U) diag(σ) polar(V)ᵀ` of triplets given as columns.
 pub fn orthogonalised(

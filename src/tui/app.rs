@@ -855,10 +855,7 @@ impl App {
                 let s = &mut self.settings;
                 s.k_overrides.retain(|o| o.pattern != name);
                 if k != s.k_for(&name) {
-                    s.k_overrides.push(KOverride {
-                        pattern: name.clone(),
-                        k,
-                    });
+                    s.k_overrides.push(KOverride::new(name.clone(), k));
                 }
                 if s.k_for(&name) == current {
                     return Vec::new();

@@ -128,10 +128,7 @@ mod tests {
             output_reweight: OutputReweight::Value(4.0),
             output_scale: 1.2,
             seed: 7,
-            k_overrides: vec![KOverride {
-                pattern: "m.q".into(),
-                k: 3,
-            }],
+            k_overrides: vec![KOverride::new("m.q", 3)],
             ..Default::default()
         };
         let line = render(&s, &["a".into(), "b c".into()], Path::new("out"));

@@ -144,10 +144,7 @@ fn knots_dare_ties_with_the_reference_masks_matches_its_golden() {
     let masks = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let spec = &manifest("method-goldens/MANIFEST.json")["goldens"]["knots_dare_ties"]["params"];
     let drop = spec["dare_p"].as_f64().unwrap();
-    assert_eq!(
-        1.0 - drop,
-        DataFreeMethod::KnotsDareTies.default_density().unwrap()
-    );
+    assert_eq!(1.0 - drop, knots_dare_ties().default_density().unwrap());
     let mut ours = BTreeMap::new();
     for key in golden.keys() {
         let keep: Vec<Array2<bool>> = (0..3)
@@ -159,7 +156,7 @@ fn knots_dare_ties_with_the_reference_masks_matches_its_golden() {
             .collect();
         let knots = Knots {
             keep: 1.0,
-            lambda: DataFreeMethod::KnotsDareTies.default_scale(),
+            lambda: knots_dare_ties().default_scale(),
             dare: Some(Dare::Masks { drop, keep }),
         };
         let core = CoreSpace::new(&tasks_in_order(&inputs, key)).unwrap();
@@ -461,9 +458,8 @@ fn permuting_adapters_changes_no_byte_of_any_method() {
     let mut reversed_inputs = tiny_inputs();
     reversed_inputs.reverse();
     let reversed = engine_of(reversed_inputs);
-    for m in DataFreeMethod::ALL
-        .iter()
-        .map(|m| MergeMethod::DataFree(*m))
+    for m in DataFreeMethod::all()
+        .map(MergeMethod::DataFree)
         .chain([MergeMethod::LegoTsv])
     {
         let mut settings = MergeSettings::preset(m);
@@ -530,4 +526,11 @@ fn a_hand_written_preset_recipe_takes_the_preset_for_fields_left_out() {
         },
         r.merge
     );
+}
+
+/// The registered KnOTS-DARE-TIES, found by its name.
+fn knots_dare_ties() -> DataFreeMethod {
+    "knots_dare_ties"
+        .parse()
+        .expect("knots_dare_ties is registered")
 }
