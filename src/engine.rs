@@ -4,6 +4,7 @@
 //! and cached; a change of weights, feature space, k or reweighting only rescales them
 //! (`D G D`, O(n²)) and reclusters in the embedded space.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ndarray::Array2;
@@ -14,7 +15,7 @@ use crate::error::{LegoError, Result};
 use crate::gram::GramError;
 use crate::gram::{embed, embed_features};
 use crate::kmeans::{k_curve, silhouette, suggest_k, GramKMeans, KPoint};
-use crate::merge::baselines::{self, BaselineParams, SourceFactors};
+use crate::merge::baselines::{self, BaselineMethod, BaselineParams, SourceFactors};
 use crate::merge::core_space::{CoreSpace, CoreTask};
 use crate::merge::lego;
 use crate::merge::lego_core::LegoCore;
@@ -257,12 +258,12 @@ impl Engine {
     pub fn merge_module(&self, i: usize, settings: &MergeSettings) -> Result<Option<MergedModule>> {
         match settings.method {
             MergeMethod::Lego | MergeMethod::LegoTsv if settings.lego_is_classic() => {
-                self.merge_lego(i, settings)
+                Ok(self.run_lego(i, settings)?.map(|run| run.merged))
             }
             MergeMethod::Lego | MergeMethod::LegoTsv | MergeMethod::DataFree(_) => {
                 self.merge_core(i, settings)
             }
-            MergeMethod::Baseline(_) => self.merge_baseline(i, settings),
+            MergeMethod::Baseline(method) => self.merge_baseline(i, method, settings),
         }
     }
 
@@ -382,12 +383,24 @@ impl Engine {
         settings: &MergeSettings,
         done: &(dyn Fn() + Sync),
     ) -> Result<MergeOutput> {
-        settings
-            .validate(self.set.adapters.len())
-            .map_err(|e| LegoError::Invalid(e.to_string()))?;
+        self.merge_all_until(settings, done, &AtomicBool::new(false))
+    }
+
+    /// [`Engine::merge_all_with`] that stops with [`LegoError::Cancelled`] once `cancel` is
+    /// set (checked before each module).
+    pub fn merge_all_until(
+        &self,
+        settings: &MergeSettings,
+        done: &(dyn Fn() + Sync),
+        cancel: &AtomicBool,
+    ) -> Result<MergeOutput> {
+        settings.validate(self.set.adapters.len())?;
         let merged: Vec<Option<MergedModule>> = (0..self.set.modules.len())
             .into_par_iter()
             .map(|i| {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(LegoError::Cancelled);
+                }
                 let m = self.merge_module(i, settings);
                 done();
                 m
@@ -408,10 +421,6 @@ impl Engine {
             }
         }
         Ok(MergeOutput { modules, notices })
-    }
-
-    fn merge_lego(&self, i: usize, settings: &MergeSettings) -> Result<Option<MergedModule>> {
-        Ok(self.run_lego(i, settings)?.map(|run| run.merged))
     }
 
     /// LEGO on module `i`, keeping the intermediate state the explorer shows.
@@ -612,10 +621,12 @@ impl Engine {
             .collect()
     }
 
-    fn merge_baseline(&self, i: usize, settings: &MergeSettings) -> Result<Option<MergedModule>> {
-        let MergeMethod::Baseline(method) = settings.method else {
-            return Ok(None);
-        };
+    fn merge_baseline(
+        &self,
+        i: usize,
+        method: BaselineMethod,
+        settings: &MergeSettings,
+    ) -> Result<Option<MergedModule>> {
         let module = &self.set.modules[i];
         let method = method.for_adapter_count(self.set.adapters.len());
         // One read of the factors serves the merge (per-source row blocks) and the metrics.

@@ -42,7 +42,7 @@ pub enum LegoError {
         reason: String,
     },
     /// NaN or Inf inside a tensor.
-    #[error("{path}: tensor `{tensor}` holds {count} non-finite value(s) (NaN or Inf); pass --allow-nonfinite to proceed anyway")]
+    #[error("{path}: tensor `{tensor}` holds {count} non-finite value(s) (NaN or Inf)")]
     NonFinite {
         path: PathBuf,
         tensor: String,
@@ -55,6 +55,12 @@ pub enum LegoError {
     /// A merge request that cannot be carried out.
     #[error("{0}")]
     Invalid(String),
+    /// Settings that cannot be merged with (the error names the field).
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The run was cancelled before it finished; nothing was written.
+    #[error("cancelled; nothing was written")]
+    Cancelled,
     /// An output that already exists (the caller says how to replace it).
     #[error("{path}: already exists")]
     OutputExists { path: PathBuf },
@@ -106,4 +112,14 @@ impl LegoError {
             cause: source,
         }
     }
+}
+
+/// A setting out of range: which field and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SettingsError {
+    /// The field's name as in recipes.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
 }

@@ -26,6 +26,7 @@ pub mod pca2d;
 pub mod recipe;
 pub mod scatter;
 
+pub mod session;
 pub mod settings;
 pub mod signals;
 pub mod sweep;

@@ -7,7 +7,10 @@ use clap::Parser;
 fn main() {
     let parsed = cli::Cli::parse();
     if let Err(e) = cli::run(parsed) {
-        eprintln!("error: {e:#}");
+        match cli::hints::flag_hint(&e) {
+            Some(hint) => eprintln!("error: {e:#}; {hint}"),
+            None => eprintln!("error: {e:#}"),
+        }
         std::process::exit(1);
     }
 }

@@ -227,15 +227,7 @@ const LEGO_TSV: LegoTsvPreset = LegoTsvPreset {
     ensemble: 10,
 };
 
-/// A setting out of range: which field and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct SettingsError {
-    /// The field's name as in recipes.
-    pub field: &'static str,
-    /// What is wrong.
-    pub message: String,
-}
+pub use crate::error::SettingsError;
 
 /// Everything besides the adapters that determines a merge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

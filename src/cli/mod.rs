@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod compare;
 pub mod eval;
+pub mod hints;
 pub mod inspect;
 pub mod merge;
 pub mod progress;

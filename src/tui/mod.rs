@@ -34,10 +34,9 @@ use ratatui::crossterm::terminal::{
 use ratatui::layout::Rect;
 use ratatui::Terminal;
 
-use crate::align::ModuleSet;
 use crate::engine::Engine;
-use crate::io::{load_all, LoadOptions};
 use crate::recipe::MergeSettings;
+use crate::session::LoadOptions;
 
 use app::{App, Effect, Event, Status};
 use history::History;
@@ -126,8 +125,7 @@ pub struct Extras {
 
 /// [`run`] with a sweep view and/or an evaluator.
 pub fn run_with(paths: Vec<PathBuf>, load: &LoadOptions, extras: Extras) -> anyhow::Result<()> {
-    let adapters = load_all(&paths, load)?;
-    let engine = Arc::new(Engine::new(ModuleSet::new(adapters)?));
+    let engine = Arc::new(crate::session::open(&paths, load)?);
     let history_path = history::default_path();
     let key = history::key(&paths);
     let mut notes: Vec<String> = Vec::new();

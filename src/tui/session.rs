@@ -12,10 +12,8 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, 
 use ratatui::layout::Rect;
 use ratatui::Terminal;
 
-use crate::align::ModuleSet;
-use crate::engine::Engine;
-use crate::io::{load_all, LoadOptions};
 use crate::recipe::MergeSettings;
+use crate::session::LoadOptions;
 
 use super::app::{App, Effect, Event};
 
@@ -35,10 +33,7 @@ impl Session {
         w: u16,
         h: u16,
     ) -> crate::Result<Session> {
-        let engine = Arc::new(Engine::new(ModuleSet::new(load_all(
-            paths,
-            &LoadOptions::default(),
-        )?)?));
+        let engine = Arc::new(crate::session::open(paths, &LoadOptions::default())?);
         let mut app = App::new(engine, paths.to_vec(), settings);
         app.area = Rect::new(0, 0, w, h);
         let effects = app.start();

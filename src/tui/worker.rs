@@ -5,8 +5,8 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 
@@ -15,9 +15,11 @@ use rayon::prelude::*;
 use crate::adapter::AdapterFormat;
 use crate::compare::{self, MethodRow};
 use crate::engine::{Engine, ModuleView};
+use crate::error::LegoError;
 use crate::kmeans::KPoint;
 use crate::merge::MergedModule;
 use crate::recipe::{MergeMethod, MergeSettings};
+use crate::session;
 
 /// How many modules are summarised between two looks at the request queue.
 const BATCH: usize = 4;
@@ -281,74 +283,44 @@ pub fn comparison(engine: &Engine, settings: &MergeSettings, module: usize) -> C
 
 /// Merges everything, writes it, and describes what was written. Progress goes to `emit`.
 pub fn export(engine: &Engine, job: &ExportJob, emit: &(dyn Fn(Reply) + Sync)) -> Reply {
-    let run = || -> Result<ExportSummary, String> {
-        let settings = &job.settings;
-        settings
-            .validate(engine.set.adapters.len())
-            .map_err(|e| e.to_string())?;
-        let hint = |e: crate::error::LegoError| match e {
-            crate::error::LegoError::OutputExists { .. } => {
-                format!("{e}; set overwrite to yes to replace it")
-            }
-            other => other.to_string(),
-        };
-        let inputs = crate::output_guard::Inputs::of_adapters(&engine.set.adapters);
-        inputs.check(&job.path).map_err(hint)?;
-        crate::io::write::check_target(
-            &job.path,
-            job.force,
-            crate::io::write::Replaceable::Adapter,
-        )
-        .map_err(hint)?;
-        let total = engine.set.modules.len();
-        let done = AtomicUsize::new(0);
-        let output = engine
-            .merge_all_with(settings, &|| {
-                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                emit(Reply::ExportProgress { done: d, total });
-            })
-            .map_err(|e| e.to_string())?;
-        let mut notices = output.notices.clone();
-        notices.extend(
-            crate::export::export(engine, &output, settings, &job.path, job.force)
-                .map_err(|e| format!("writing {}: {}", job.path.display(), hint(e)))?,
-        );
-        let ranks = output
-            .modules
-            .iter()
-            .map(|m| (engine.set.modules[m.module].key.to_string(), m.rank()))
-            .collect();
-        Ok(ExportSummary {
+    let settings = &job.settings;
+    let target = session::ExportTarget {
+        path: job.path.clone(),
+        force: job.force,
+        extra_inputs: Vec::new(),
+    };
+    let total = engine.set.modules.len();
+    let done = AtomicUsize::new(0);
+    let tick = || {
+        let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+        emit(Reply::ExportProgress { done: d, total });
+    };
+    let result = session::export(
+        engine,
+        settings,
+        &target,
+        None,
+        &tick,
+        &AtomicBool::new(false),
+    )
+    .map(|written| {
+        Box::new(ExportSummary {
             path: job.path.clone(),
             format: settings.format,
-            ranks,
-            bytes: disk_size(&job.path),
-            notices,
+            ranks: written.ranks,
+            bytes: written.bytes,
+            notices: written.notices,
             command: super::command_line::render(settings, &job.adapters, &job.path),
-            recipe: crate::io::write::side_file_path(
-                &job.path,
-                settings.format,
-                crate::recipe::RECIPE_FILE,
-            ),
+            recipe: written.recipe,
             settings: settings.clone(),
         })
-    };
-    Reply::Exported(run().map(Box::new))
-}
-
-/// Bytes under `path` (a file, or the files of a directory).
-fn disk_size(path: &Path) -> u64 {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::read_dir(path)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| disk_size(&e.path()))
-                    .sum()
-            })
-            .unwrap_or(0),
-        Ok(m) => m.len(),
-        Err(_) => 0,
-    }
+    })
+    .map_err(|e| match e {
+        // The explorer's way past an existing output is the dialog's overwrite field.
+        LegoError::OutputExists { .. } => format!("{e}; set overwrite to yes to replace it"),
+        other => other.to_string(),
+    });
+    Reply::Exported(result)
 }
 
 /// The text of a panic payload.

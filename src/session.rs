@@ -1,0 +1,146 @@
+//! The use cases the command line and the explorer share: open adapters, check where an
+//! export goes, merge with progress and cancellation, and export with the recipe, the
+//! warnings and a summary. Front ends build a [`MergeSettings`] (or a recipe) and call only
+//! this layer, so what one front end writes the other writes byte for byte.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use crate::adapter::AdapterFormat;
+use crate::align::ModuleSet;
+use crate::engine::{Engine, MergeOutput};
+use crate::error::Result;
+use crate::export::export_with_recipe;
+use crate::io::load_all;
+use crate::io::write::{check_target, side_file_path, Replaceable};
+pub use crate::io::LoadOptions;
+use crate::output_guard::Inputs;
+use crate::recipe::{Recipe, RECIPE_FILE};
+use crate::settings::MergeSettings;
+
+/// Loads and aligns `paths` into an engine ready to merge.
+pub fn open(paths: &[PathBuf], load: &LoadOptions) -> Result<Engine> {
+    Ok(Engine::new(ModuleSet::new(load_all(paths, load)?)?))
+}
+
+/// What loading and aligning noticed: modules left out, tensors skipped, per adapter.
+pub fn load_notices(engine: &Engine) -> Vec<String> {
+    let set = &engine.set;
+    set.warnings
+        .iter()
+        .chain(set.adapters.iter().flat_map(|a| a.warnings.iter()))
+        .cloned()
+        .collect()
+}
+
+/// Where and how an export is written.
+#[derive(Debug, Clone)]
+pub struct ExportTarget {
+    /// The output: a directory (PEFT) or a file (kohya).
+    pub path: PathBuf,
+    /// Replace an existing previous export there.
+    pub force: bool,
+    /// Files read besides the adapters (a replayed recipe): the output never replaces them.
+    pub extra_inputs: Vec<PathBuf>,
+}
+
+impl ExportTarget {
+    /// Every path the export writes: the output, and the recipe beside a single-file format.
+    pub fn written(&self, format: AdapterFormat) -> Vec<PathBuf> {
+        let mut written = vec![self.path.clone()];
+        if format == AdapterFormat::Kohya {
+            written.push(side_file_path(&self.path, format, RECIPE_FILE));
+        }
+        written
+    }
+
+    /// Refuses, before any merge work, settings that cannot be merged, an output that is or
+    /// holds an input, and an existing output unless `force` (and even then anything
+    /// lora-lego did not write).
+    pub fn check(&self, engine: &Engine, settings: &MergeSettings) -> Result<()> {
+        settings.validate(engine.set.adapters.len())?;
+        let mut inputs = Inputs::of_adapters(&engine.set.adapters);
+        for p in &self.extra_inputs {
+            inputs.add(p);
+        }
+        for p in self.written(settings.format) {
+            inputs.check(&p)?;
+        }
+        check_target(&self.path, self.force, Replaceable::Adapter)
+    }
+}
+
+/// What an export wrote.
+#[derive(Debug)]
+pub struct Exported {
+    /// The merge that was written.
+    pub output: MergeOutput,
+    /// Notices from loading, merging and writing (modules left out, k clamped, heads dropped).
+    pub notices: Vec<String>,
+    /// Per written module: its name and merged rank.
+    pub ranks: Vec<(String, usize)>,
+    /// Bytes on disk.
+    pub bytes: u64,
+    /// The recipe file written beside the export.
+    pub recipe: PathBuf,
+}
+
+/// Checks `target`, merges every module (calling `done` after each, stopping when `cancel`
+/// is set) and writes the merge with its recipe. `recipe` is the recipe text when the caller
+/// already described the inputs (hashing reads every input file: do it once).
+pub fn export(
+    engine: &Engine,
+    settings: &MergeSettings,
+    target: &ExportTarget,
+    recipe: Option<&str>,
+    done: &(dyn Fn() + Sync),
+    cancel: &AtomicBool,
+) -> Result<Exported> {
+    target.check(engine, settings)?;
+    let described;
+    let recipe = match recipe {
+        Some(text) => text,
+        None => {
+            described = Recipe::describe(&engine.set.adapters, settings)?.to_toml();
+            &described
+        }
+    };
+    let output = engine.merge_all_until(settings, done, cancel)?;
+    let mut notices = load_notices(engine);
+    notices.extend(output.notices.iter().cloned());
+    notices.extend(export_with_recipe(
+        engine,
+        &output,
+        settings,
+        &target.path,
+        target.force,
+        recipe,
+    )?);
+    let ranks = output
+        .modules
+        .iter()
+        .map(|m| (engine.set.modules[m.module].key.to_string(), m.rank()))
+        .collect();
+    Ok(Exported {
+        ranks,
+        bytes: disk_size(&target.path),
+        recipe: side_file_path(&target.path, settings.format, RECIPE_FILE),
+        notices,
+        output,
+    })
+}
+
+/// Bytes under `path` (a file, or the files of a directory).
+fn disk_size(path: &Path) -> u64 {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(path)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| disk_size(&e.path()))
+                    .sum()
+            })
+            .unwrap_or(0),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
