@@ -3,13 +3,13 @@
 
 Granularity: top-level modules of src/, and the direct children of src/tui, src/merge, src/io,
 src/cli (so `tui::app -> tui::ui` shows). `use super::x` and `crate::a::b` paths both count.
-Usage: scripts/module_graph.py [--dot]
+Usage: scripts/module_graph.py [--dot] [--top]  (--top: top-level modules only)
 """
 import os, re, sys
 from collections import defaultdict
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "src")
-SPLIT = {"tui", "merge", "io", "cli", "linalg", "bench"}
+SPLIT = set() if "--top" in sys.argv else {"tui", "merge", "io", "cli", "linalg", "bench"}
 
 def module_of(path):
     rel = os.path.relpath(path, ROOT)[:-3].split(os.sep)

@@ -10,8 +10,7 @@ use crate::io::write::side_file_path;
 use crate::owned_file::replace_text;
 use crate::recipe::Recipe;
 
-/// The model card's file name (inside a PEFT directory; `NAME.README.md` beside a kohya file).
-pub const CARD_FILE: &str = "README.md";
+pub use crate::io::write::CARD_FILE;
 
 /// The card's Markdown for `recipe` and its evaluation.
 pub fn model_card(recipe: &Recipe, eval: &EvalRecord) -> String {

@@ -30,5 +30,6 @@ pub mod session;
 pub mod settings;
 pub mod signals;
 pub mod sweep;
+pub mod sweep_spec;
 pub mod tui;
 pub use error::{LegoError, Result};

@@ -47,7 +47,7 @@ pub struct Recipe {
     pub eval: Option<crate::eval::EvalRecord>,
     /// The sweep this merge came from, or one to run (`lora-lego sweep --recipe FILE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sweep: Option<crate::sweep::SweepSpec>,
+    pub sweep: Option<crate::sweep_spec::SweepSpec>,
 }
 
 impl Recipe {

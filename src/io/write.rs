@@ -13,6 +13,10 @@ use crate::io::peft::{CONFIG_NAME, PEFT_PREFIX, WEIGHTS_NAME};
 use crate::io::tensor::{write_safetensors, TensorRef};
 use crate::recipe::{Recipe, RECIPE_FILE, RECIPE_HEADER, RECIPE_METADATA_KEY};
 
+/// The model card's file name (inside a PEFT directory; `NAME.README.md` beside a kohya file).
+/// Here, not in `card`, because the writer must recognise it in a previous export.
+pub const CARD_FILE: &str = "README.md";
+
 /// The kohya prefix used when no source was a kohya file.
 pub const DEFAULT_KOHYA_PREFIX: &str = "lora_te_";
 
@@ -468,12 +472,7 @@ fn not_ours(target: &Path, meta: &std::fs::Metadata, what: Replaceable) -> Optio
 /// no recipe (beside the weights or in their metadata) marks it as ours. Empty is fine.
 fn not_our_export(dir: &Path) -> Option<String> {
     // The model card is written beside a scored export (`--eval`).
-    let ours = [
-        WEIGHTS_NAME,
-        CONFIG_NAME,
-        RECIPE_FILE,
-        crate::card::CARD_FILE,
-    ];
+    let ours = [WEIGHTS_NAME, CONFIG_NAME, RECIPE_FILE, CARD_FILE];
     let entries: Vec<String> = match std::fs::read_dir(dir) {
         Ok(list) => list
             .filter_map(|e| e.ok())
