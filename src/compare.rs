@@ -2,9 +2,12 @@
 
 use std::time::Instant;
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::engine::{Engine, MergeOutput};
+use crate::error::Result;
+use crate::merge::MergedModule;
 use crate::metrics::mean;
 use crate::settings::{MergeMethod, MergeSettings};
 
@@ -62,6 +65,23 @@ pub fn compare(
                     millis,
                 },
             }
+        })
+        .collect()
+}
+
+/// Every method in `methods` on module `module` alone (in parallel), with otherwise
+/// identical `settings`: `None` where no source of the module has a non-zero weight.
+pub fn compare_module(
+    engine: &Engine,
+    settings: &MergeSettings,
+    methods: &[MergeMethod],
+    module: usize,
+) -> Vec<(MergeMethod, Result<Option<MergedModule>>)> {
+    methods
+        .par_iter()
+        .map(|&method| {
+            let s = settings.with_method(method);
+            (method, engine.merge_module(module, &s))
         })
         .collect()
 }

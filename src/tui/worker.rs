@@ -263,12 +263,10 @@ pub fn recompute_sync(
 /// Every method on `module` and on all modules.
 pub fn comparison(engine: &Engine, settings: &MergeSettings, module: usize) -> Comparison {
     let methods = MergeMethod::all();
-    let module_rows = methods
-        .par_iter()
-        .map(|&method| {
-            let s = settings.with_method(method);
-            let r = engine
-                .merge_module(module, &s)
+    let module_rows = compare::compare_module(engine, settings, &methods, module)
+        .into_iter()
+        .map(|(method, r)| {
+            let r = r
                 .map(|m| m.as_ref().map(ModuleSummary::of))
                 .map_err(|e| e.to_string());
             (method, r)

@@ -167,7 +167,21 @@ fn non_finite_values_are_refused_unless_allowed_and_zero_b_warns() {
         e.contains("tensor `base_model.model.m.q_proj.lora_A.weight` holds 1 non-finite value(s)"),
         "{e}"
     );
-    assert!(e.contains("--allow-nonfinite"));
+    // The library names the problem; the command line names its way past it.
+    assert!(!e.contains("--allow-nonfinite"), "{e}");
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_lora-lego"))
+        .arg("merge")
+        .arg(&d)
+        .arg("-o")
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert!(!cli.status.success());
+    assert!(
+        stderr.contains("non-finite") && stderr.contains("pass --allow-nonfinite"),
+        "{stderr}"
+    );
     let a = load_adapter(
         &d,
         &LoadOptions {
