@@ -9,7 +9,6 @@ use std::sync::Arc;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
-use ratatui::layout::Rect;
 use ratatui::Terminal;
 
 use crate::align::ModuleSet;
@@ -17,13 +16,17 @@ use crate::engine::Engine;
 use crate::io::{load_all, LoadOptions};
 use crate::recipe::MergeSettings;
 
+use super::action::Action;
 use super::app::{App, Effect, Event};
+use super::layout::{Areas, Screen};
 
-/// An app and a synchronous stand-in for its worker.
+/// An app, a synchronous stand-in for its worker, and a screen of a fixed size that is drawn
+/// after every event, as the run loop does (so the mouse hits what was drawn).
 #[derive(Debug)]
 pub struct Session {
     /// The app under test.
     pub app: App,
+    size: (u16, u16),
 }
 
 impl Session {
@@ -40,15 +43,14 @@ impl Session {
             &LoadOptions::default(),
         )?)?));
         let mut app = App::new(engine, paths.to_vec(), settings);
-        app.area = Rect::new(0, 0, w, h);
         let effects = app.start();
-        let mut s = Session { app };
+        let mut s = Session { app, size: (w, h) };
         s.apply(effects);
         Ok(s)
     }
 
     /// Runs `effects` to completion: every job's replies go back into the app, and so do the
-    /// jobs those replies cause.
+    /// jobs those replies cause. The screen is drawn afterwards.
     pub fn apply(&mut self, effects: Vec<Effect>) {
         let mut queue: VecDeque<Effect> = effects.into();
         while let Some(e) = queue.pop_front() {
@@ -76,11 +78,23 @@ impl Session {
                 Effect::SaveHistory | Effect::Quit => {}
             }
         }
+        self.draw();
     }
 
-    /// Hands `event` to the app and returns its effects without carrying them out.
+    /// Hands `event` to the app, draws, and returns its effects without carrying them out.
     pub fn event(&mut self, event: Event) -> Vec<Effect> {
-        self.app.handle(event)
+        if let Event::Resize(w, h) = event {
+            self.size = (w, h);
+        }
+        let effects = self.app.handle(event);
+        self.draw();
+        effects
+    }
+
+    /// Carries out `action` (as its key would) and what follows.
+    pub fn act(&mut self, action: Action) {
+        let effects = self.app.apply(action);
+        self.apply(effects);
     }
 
     /// Presses `code` and carries out what follows.
@@ -90,7 +104,12 @@ impl Session {
 
     /// Presses `code` with `modifiers` and carries out what follows.
     pub fn key_with(&mut self, code: KeyCode, modifiers: KeyModifiers) {
-        let effects = self.app.handle(Event::Key(press(code, modifiers)));
+        self.press(press(code, modifiers));
+    }
+
+    /// Presses `key` and carries out what follows.
+    pub fn press(&mut self, key: KeyEvent) {
+        let effects = self.app.handle(Event::Key(key));
         self.apply(effects);
     }
 
@@ -101,10 +120,36 @@ impl Session {
         }
     }
 
-    /// The screen as a `TestBackend` buffer of the app's size.
+    /// The screen as a `TestBackend` buffer of the session's size.
     pub fn render(&self) -> Buffer {
-        render(&self.app)
+        draw(&self.app, self.size).0
     }
+
+    /// Where the panels were at the last frame; `None` on too small a screen.
+    pub fn areas(&self) -> Option<Areas> {
+        self.app.screen.areas()
+    }
+
+    /// The screen's size.
+    pub fn size(&self) -> (u16, u16) {
+        self.size
+    }
+
+    fn draw(&mut self) {
+        let screen = draw(&self.app, self.size).1;
+        self.app.drawn(screen);
+    }
+}
+
+/// Draws `app` into a `TestBackend` of `size`.
+fn draw(app: &App, (w, h): (u16, u16)) -> (Buffer, Screen) {
+    let mut terminal = match Terminal::new(TestBackend::new(w, h)) {
+        Ok(t) => t,
+        Err(e) => match e {},
+    };
+    let mut screen = Screen::Undrawn;
+    let _ = terminal.draw(|f| screen = super::ui::render(&app.view(), f));
+    (terminal.backend().buffer().clone(), screen)
 }
 
 /// A key press event.
@@ -115,17 +160,6 @@ pub fn press(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
         kind: KeyEventKind::Press,
         state: KeyEventState::NONE,
     }
-}
-
-/// Draws `app` into a `TestBackend` of `app.area`'s size.
-pub fn render(app: &App) -> Buffer {
-    let backend = TestBackend::new(app.area.width, app.area.height);
-    let mut terminal = match Terminal::new(backend) {
-        Ok(t) => t,
-        Err(e) => match e {},
-    };
-    let _ = terminal.draw(|f| super::ui::render(app, f));
-    terminal.backend().buffer().clone()
 }
 
 /// One string per row of `buf`.

@@ -147,7 +147,8 @@ impl SweepView {
 
     /// Draws the view over `area`; `current` marks the candidate the explorer shows now.
     pub fn render(&self, current: &MergeSettings, f: &mut Frame, area: Rect, t: &Theme) {
-        let popup = crate::tui::ui::centered(area, area.width.saturating_sub(4), area.height - 2);
+        let popup =
+            crate::tui::layout::centered(area, area.width.saturating_sub(4), area.height - 2);
         f.render_widget(Clear, popup);
         let title = format!(
             " Sweep: {} · {} candidate(s) · ↑↓ select · Enter load · e export · x knob · Esc ",

@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 
 use lora_lego::recipe::{MergeMethod, MergeSettings};
-use lora_lego::tui::app::{ColourBy, Effect, Event, Focus, Overlay, Status, KEYS};
+use lora_lego::tui::app::{ColourBy, Effect, Event, Focus, Overlay, Status};
 use lora_lego::tui::export_dialog::Phase;
+use lora_lego::tui::keys::{self, Context};
 use lora_lego::tui::session::{find, rows, Session};
 use lora_lego::tui::theme::Theme;
 use lora_lego::tui::worker::Reply;
@@ -51,8 +52,9 @@ fn colours_of(b: &Buffer, rect: ratatui::layout::Rect, symbols: &[&str]) -> Vec<
     out
 }
 
-fn areas(s: &Session) -> lora_lego::tui::ui::Areas {
-    lora_lego::tui::ui::layout(s.app.area, 2).expect("big enough")
+/// Where the last frame drew the panels.
+fn areas(s: &Session) -> lora_lego::tui::layout::Areas {
+    s.areas().expect("big enough")
 }
 
 #[test]
@@ -361,9 +363,26 @@ fn help_overlay_lists_every_key() {
     for (name, what) in lora_lego::tui::panels::help::FIGURES {
         assert!(text.contains(name) && text.contains(what), "{what}");
     }
-    for (k, what) in KEYS {
-        assert!(text.contains(k), "key {k}");
-        assert!(text.contains(what), "{what}");
+    // Every binding of the panels with its help; every popup's bindings with their labels.
+    for b in keys::of(Context::Main).chain(keys::of(Context::Everywhere)) {
+        let line = format!(" {:<18}{}", b.shown, b.help);
+        assert!(text.contains(&line), "`{line}` in the help:\n{text}");
+    }
+    for c in [
+        Context::Filter,
+        Context::Export,
+        Context::Sweep,
+        Context::Compare,
+        Context::Help,
+        Context::ConfirmQuit,
+    ] {
+        for b in keys::of(c) {
+            let entry = format!("{} {} ·", b.shown, b.label);
+            assert!(
+                text.contains(&entry),
+                "`{entry}` ({c:?}) in the help:\n{text}"
+            );
+        }
     }
     assert_eq!(fg(&b, at(&b, "Ctrl-C")), Color::LightGreen);
     s.key(KeyCode::Esc);
