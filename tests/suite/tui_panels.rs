@@ -635,3 +635,67 @@ fn the_method_key_reaches_the_lego_tsv_preset_and_every_data_free_method() {
         assert!(seen.contains(&m), "{m} reachable");
     }
 }
+
+/// A session on module 3 with its own k (9), so that every key of the panels has something
+/// to change: up and down, jumps, the override and its removal.
+fn prepared() -> Session {
+    let mut s = session();
+    for _ in 0..3 {
+        s.key(KeyCode::Down);
+    }
+    s.key(KeyCode::Char(']'));
+    s
+}
+
+#[test]
+fn every_key_of_the_table_changes_what_is_shown_or_quits() {
+    for b in keys::of(Context::Main).chain(keys::of(Context::Everywhere)) {
+        for (key, _) in b.keys {
+            let mut s = prepared();
+            let before = s.render();
+            s.press(key.event());
+            let after = s.render();
+            assert!(
+                s.app.quit || after != before,
+                "`{}` ({key:?}: {}) changed nothing on screen:\n{}",
+                b.shown,
+                b.help,
+                rows(&after).join("\n")
+            );
+        }
+    }
+}
+
+#[test]
+fn the_status_bar_shows_the_table_hints_of_every_context() {
+    let mut s = session();
+    let check = |s: &Session, focus: Focus, context: Context| {
+        let text = screen(s).1;
+        let last = text.lines().last().unwrap_or("").to_string();
+        for (k, label) in keys::hints(context, focus) {
+            assert!(
+                last.contains(&format!("{k} {label}")),
+                "{context:?}: `{k} {label}` in `{last}`"
+            );
+        }
+    };
+    for focus in [Focus::Controls, Focus::Adapters, Focus::Modules] {
+        s.key(KeyCode::Tab);
+        assert_eq!(s.app.focus, focus);
+        check(&s, focus, Context::Main);
+    }
+    s.key(KeyCode::Char('/'));
+    check(&s, Focus::Modules, Context::Filter);
+    s.key(KeyCode::Esc);
+    for (open, context) in [
+        ('?', Context::Help),
+        ('v', Context::Compare),
+        ('e', Context::Export),
+        ('q', Context::ConfirmQuit),
+    ] {
+        s.key(KeyCode::Char(open));
+        check(&s, Focus::Modules, context);
+        s.key(KeyCode::Esc);
+        assert!(!screen(&s).1.contains("Keys and figures"));
+    }
+}
