@@ -13,13 +13,16 @@ pub mod export_dialog;
 pub mod history;
 pub mod keys;
 pub mod layout;
-pub mod panels;
+pub(crate) mod panels;
 pub mod session;
 pub mod sweep_view;
 pub mod theme;
-pub mod ui;
-pub mod view;
+pub(crate) mod ui;
+pub(crate) mod view;
 pub mod worker;
+
+/// What each figure of the metrics panel is, as the help says it.
+pub use panels::help::FIGURES;
 
 use std::io::{stdout, Stdout};
 use std::path::PathBuf;

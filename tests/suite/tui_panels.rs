@@ -360,7 +360,7 @@ fn help_overlay_lists_every_key() {
     assert!(matches!(s.app.overlay, Some(Overlay::Help)));
     let (b, text) = screen(&s);
     assert!(text.contains(" Keys and figures "));
-    for (name, what) in lora_lego::tui::panels::help::FIGURES {
+    for (name, what) in lora_lego::tui::FIGURES {
         assert!(text.contains(name) && text.contains(what), "{what}");
     }
     // Every binding of the panels with its help; every popup's bindings with their labels.

@@ -16,7 +16,7 @@ use super::state::App;
 impl App {
     /// Takes note of what the frame just drawn showed, where; the modules list scrolls to
     /// keep the selection in view of the rows it now has.
-    pub fn drawn(&mut self, screen: Screen) {
+    pub(crate) fn drawn(&mut self, screen: Screen) {
         self.screen = screen;
         self.scroll_into_view();
     }

@@ -54,15 +54,15 @@ pub struct App {
     /// The selected module (index into the module set).
     pub selected: usize,
     /// The modules-list filter (a case-insensitive substring).
-    pub filter: String,
+    pub(crate) filter: String,
     /// True while the filter is being typed.
-    pub filter_editing: bool,
+    pub(crate) filter_editing: bool,
     /// The first module row shown.
-    pub module_offset: usize,
+    pub(crate) module_offset: usize,
     /// The selected adapter row.
     pub adapter_cursor: usize,
     /// The selected controls row.
-    pub control_cursor: usize,
+    pub(crate) control_cursor: usize,
     /// What colours the scatter.
     pub colour_by: ColourBy,
     /// The open popup.
@@ -76,15 +76,15 @@ pub struct App {
     /// The method comparison.
     pub comparison: Option<Slot<Box<Comparison>>>,
     /// The last export.
-    pub last_export: Option<Box<ExportSummary>>,
+    pub(crate) last_export: Option<Box<ExportSummary>>,
     /// The settings last exported (quitting asks for confirmation when they differ).
-    pub exported: Option<MergeSettings>,
+    pub(crate) exported: Option<MergeSettings>,
     /// The status-bar message.
     pub status: Option<Status>,
     /// The colours.
     pub theme: Theme,
     /// What the last frame drew, where (for mouse hit-testing and scrolling).
-    pub screen: Screen,
+    pub(crate) screen: Screen,
     /// Set when the explorer should end.
     pub quit: bool,
     /// A fatal error (a worker panic): the run loop quits and reports it.
@@ -97,7 +97,7 @@ pub struct App {
     /// The evaluator `E` runs on the current settings (`lora-lego --eval CMD`), and its split.
     pub evaluator: Option<(crate::eval::Evaluator, Option<String>)>,
     /// True while a score is being computed.
-    pub scoring: bool,
+    pub(crate) scoring: bool,
 }
 
 impl App {
@@ -137,7 +137,7 @@ impl App {
     }
 
     /// Where keys are looked up now.
-    pub fn context(&self) -> Context {
+    pub(crate) fn context(&self) -> Context {
         if self.screen == Screen::TooSmall {
             return Context::TooSmall;
         }
@@ -153,7 +153,7 @@ impl App {
     }
 
     /// Modules passing the filter, in set order.
-    pub fn visible_modules(&self) -> Vec<usize> {
+    pub(crate) fn visible_modules(&self) -> Vec<usize> {
         let f = self.filter.to_lowercase();
         (0..self.engine.set.modules.len())
             .filter(|&i| {
@@ -168,7 +168,7 @@ impl App {
     }
 
     /// The name of the selected module.
-    pub fn selected_name(&self) -> &str {
+    pub(crate) fn selected_name(&self) -> &str {
         self.engine
             .set
             .modules
@@ -178,7 +178,7 @@ impl App {
     }
 
     /// The exact-name k override of the selected module, if any.
-    pub fn module_override(&self) -> Option<usize> {
+    pub(crate) fn module_override(&self) -> Option<usize> {
         let name = self.selected_name();
         self.settings
             .k_overrides
@@ -189,7 +189,7 @@ impl App {
     }
 
     /// The rows of the controls panel.
-    pub fn controls(&self) -> Vec<Control> {
+    pub(crate) fn controls(&self) -> Vec<Control> {
         let mut c = vec![
             Control::Method,
             Control::K,
@@ -205,7 +205,7 @@ impl App {
     }
 
     /// The latest view computed for the selected module, if any (it may be stale).
-    pub fn selected_view(&self) -> Option<&Outcome<Box<ModuleView>>> {
+    pub(crate) fn selected_view(&self) -> Option<&Outcome<Box<ModuleView>>> {
         match &self.view {
             Some((m, slot)) if *m == self.selected => Some(&slot.value),
             _ => None,

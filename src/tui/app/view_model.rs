@@ -22,7 +22,7 @@ fn typical_alpha(a: &Adapter) -> f64 {
 
 impl App {
     /// The view model of the next frame.
-    pub fn view(&self) -> View<'_> {
+    pub(crate) fn view(&self) -> View<'_> {
         let (fresh, total) = self.progress();
         View {
             theme: &self.theme,
