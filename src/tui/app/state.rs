@@ -50,9 +50,9 @@ pub struct App {
     /// Bumped on every change of settings; results of older generations are stale.
     pub generation: u64,
     /// The focused panel.
-    pub focus: Focus,
+    pub(crate) focus: Focus,
     /// The selected module (index into the module set).
-    pub selected: usize,
+    pub(crate) selected: usize,
     /// The modules-list filter (a case-insensitive substring).
     pub(crate) filter: String,
     /// True while the filter is being typed.
@@ -60,11 +60,11 @@ pub struct App {
     /// The first module row shown.
     pub(crate) module_offset: usize,
     /// The selected adapter row.
-    pub adapter_cursor: usize,
+    pub(crate) adapter_cursor: usize,
     /// The selected controls row.
     pub(crate) control_cursor: usize,
     /// What colours the scatter.
-    pub colour_by: ColourBy,
+    pub(crate) colour_by: ColourBy,
     /// The open popup.
     pub overlay: Option<Overlay>,
     /// The selected module's view (its module index and the result).

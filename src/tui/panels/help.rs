@@ -118,13 +118,18 @@ pub fn render_confirm(t: &Theme, f: &mut Frame, area: Rect) {
         .borders(Borders::ALL)
         .border_style(t.border(true))
         .title(" Quit? ");
+    // The answers are the key table's, so the question cannot promise other keys.
+    let mut answer = vec![Span::raw(" Quit anyway? ")];
+    for (i, b) in keys::of(Context::ConfirmQuit).enumerate() {
+        if i > 0 {
+            answer.push(Span::raw(" · "));
+        }
+        answer.push(Span::styled(b.shown, t.key()));
+        answer.push(Span::raw(format!(" {}", b.label)));
+    }
     let lines = vec![
         Line::raw(" The current merge was never exported."),
-        Line::from(vec![
-            Span::raw(" Quit anyway? "),
-            Span::styled("y", t.key()),
-            Span::raw(" quit · any other key stays"),
-        ]),
+        Line::from(answer),
     ];
     f.render_widget(Paragraph::new(lines).block(block), popup);
 }
