@@ -19,6 +19,8 @@ use crate::recipe::MergeSettings;
 use super::action::Action;
 use super::app::{App, Effect, Event};
 use super::layout::{Areas, Screen};
+use super::theme::Theme;
+use super::Extras;
 
 /// An app, a synchronous stand-in for its worker, and a screen of a fixed size that is drawn
 /// after every event, as the run loop does (so the mouse hits what was drawn).
@@ -38,11 +40,25 @@ impl Session {
         w: u16,
         h: u16,
     ) -> crate::Result<Session> {
+        Session::open_with(paths, settings, w, h, Extras::default())
+    }
+
+    /// [`Session::open`] with a sweep view and/or an evaluator, as `lora-lego --sweep DIR
+    /// --eval CMD` opens the explorer.
+    pub fn open_with(
+        paths: &[PathBuf],
+        settings: MergeSettings,
+        w: u16,
+        h: u16,
+        extras: Extras,
+    ) -> crate::Result<Session> {
         let engine = Arc::new(Engine::new(ModuleSet::new(load_all(
             paths,
             &LoadOptions::default(),
         )?)?));
         let mut app = App::new(engine, paths.to_vec(), settings);
+        app.sweep_dir = extras.sweep;
+        app.evaluator = extras.evaluator;
         let effects = app.start();
         let mut s = Session { app, size: (w, h) };
         s.apply(effects);
@@ -111,6 +127,19 @@ impl Session {
     pub fn press(&mut self, key: KeyEvent) {
         let effects = self.app.handle(Event::Key(key));
         self.apply(effects);
+    }
+
+    /// What the run loop does while no event comes: the sweep view re-reads a growing
+    /// results file.
+    pub fn idle(&mut self) {
+        self.app.refresh_sweep();
+        self.draw();
+    }
+
+    /// Draws with `theme` from now on (`NO_COLOR` picks [`Theme::plain`]).
+    pub fn set_theme(&mut self, theme: Theme) {
+        self.app.theme = theme;
+        self.draw();
     }
 
     /// Types every character of `text`, one key each.

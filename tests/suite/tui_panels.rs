@@ -492,7 +492,7 @@ fn too_small_a_terminal_gets_a_message_instead_of_panels() {
 #[test]
 fn no_color_draws_without_any_colour_and_keeps_clusters_apart_by_symbol() {
     let mut s = session();
-    s.app.theme = Theme::plain();
+    s.set_theme(Theme::plain());
     let (b, text) = screen(&s);
     for y in 0..b.area.height {
         for x in 0..b.area.width {

@@ -75,7 +75,7 @@ impl App {
     }
 
     /// Re-reads the sweep view's results when the file changed (a sweep running elsewhere).
-    pub fn refresh_sweep(&mut self) {
+    pub(crate) fn refresh_sweep(&mut self) {
         if let Some(Overlay::Sweep(v)) = &mut self.overlay {
             v.refresh();
         }

@@ -82,7 +82,7 @@ pub struct App {
     /// The status-bar message.
     pub status: Option<Status>,
     /// The colours.
-    pub theme: Theme,
+    pub(crate) theme: Theme,
     /// What the last frame drew, where (for mouse hit-testing and scrolling).
     pub(crate) screen: Screen,
     /// Set when the explorer should end.
@@ -90,12 +90,12 @@ pub struct App {
     /// A fatal error (a worker panic): the run loop quits and reports it.
     pub fatal: Option<String>,
     /// The sweep folder the sweep view (`w`) reads (`lora-lego --sweep RESULTS_DIR`).
-    pub sweep_dir: Option<PathBuf>,
+    pub(crate) sweep_dir: Option<PathBuf>,
     /// The evaluator's last score, with the settings it is for and where it came from (a sweep
     /// candidate, or `E`); stale once the settings change.
     pub score: Option<(MergeSettings, String, crate::eval::EvalRecord)>,
     /// The evaluator `E` runs on the current settings (`lora-lego --eval CMD`), and its split.
-    pub evaluator: Option<(crate::eval::Evaluator, Option<String>)>,
+    pub(crate) evaluator: Option<(crate::eval::Evaluator, Option<String>)>,
     /// True while a score is being computed.
     pub(crate) scoring: bool,
 }
