@@ -390,7 +390,7 @@ fn help_overlay_lists_every_key() {
         Context::ConfirmQuit,
     ] {
         for b in keys::of(c) {
-            let entry = format!("{} {} ·", b.shown, b.label);
+            let entry = format!("{} {}", b.shown, b.label);
             assert!(
                 text.contains(&entry),
                 "`{entry}` ({c:?}) in the help:\n{text}"

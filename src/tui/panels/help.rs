@@ -72,7 +72,7 @@ pub fn lines(t: &Theme) -> Vec<Line<'static>> {
             .map(|b| {
                 vec![
                     Span::styled(b.shown, t.key()),
-                    Span::raw(format!(" {} · ", b.label)),
+                    Span::raw(format!(" {}   ", b.label)),
                 ]
             })
             .collect();
