@@ -718,3 +718,26 @@ fn the_status_bar_shows_the_table_hints_of_every_context() {
         assert!(!screen(&s).1.contains("Keys and figures"));
     }
 }
+
+#[test]
+fn no_binding_of_the_key_table_is_shadowed_by_another() {
+    // Were a key bound twice in one context, the help would promise what the first binding
+    // never lets happen.
+    for b in keys::BINDINGS {
+        for (key, does) in b.keys {
+            let event = key.event();
+            let got = keys::lookup(b.context, &event);
+            let want = match does {
+                keys::Does::Act(a) => *a,
+                keys::Does::Typed(f) => f('x'),
+            };
+            assert_eq!(
+                got,
+                Some(want),
+                "{:?} `{}` ({key:?}) is taken by another binding",
+                b.context,
+                b.shown
+            );
+        }
+    }
+}
