@@ -239,8 +239,8 @@ impl ExportDialog {
         }
     }
 
-    /// Draws the dialog centred in `area`.
-    pub fn render(&self, f: &mut Frame, area: Rect, theme: &Theme) {
+    /// Draws the dialog centred in `area`; `keys` are the form's keys as (keys, what they do).
+    pub fn render(&self, keys: &[(&str, &str)], f: &mut Frame, area: Rect, theme: &Theme) {
         let popup = super::layout::centered(area, 96, 26);
         f.render_widget(Clear, popup);
         let title = match self.phase {
@@ -256,11 +256,11 @@ impl ExportDialog {
         let inner = block.inner(popup);
         f.render_widget(block, popup);
         match &self.phase {
-            Phase::Editing => self.render_form(f, inner, theme),
+            Phase::Editing => self.render_form(keys, f, inner, theme),
             Phase::Running { done, total } => {
                 let [form, gauge] =
                     Layout::vertical([Constraint::Min(1), Constraint::Length(3)]).areas(inner);
-                self.render_form(f, form, theme);
+                self.render_form(keys, f, form, theme);
                 let ratio = if *total > 0 {
                     *done as f64 / *total as f64
                 } else {
@@ -285,7 +285,7 @@ impl ExportDialog {
         }
     }
 
-    fn render_form(&self, f: &mut Frame, area: Rect, theme: &Theme) {
+    fn render_form(&self, keys: &[(&str, &str)], f: &mut Frame, area: Rect, theme: &Theme) {
         let row = |field: Field, label: &str, value: String| {
             let selected = self.field == field && matches!(self.phase, Phase::Editing);
             let style = if selected {
@@ -346,11 +346,9 @@ impl ExportDialog {
                 theme.error(),
             ));
         }
-        lines.push(Line::styled(
-            "Tab/↑↓ field · ←→/space change · type the path (Ctrl-U clears) · Enter export · Esc cancel",
-            theme.muted(),
-        ));
-        f.render_widget(Paragraph::new(lines), area);
+        let keys: Vec<String> = keys.iter().map(|(k, what)| format!("{k} {what}")).collect();
+        lines.push(Line::styled(keys.join(" · "), theme.muted()));
+        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
     }
 }
 

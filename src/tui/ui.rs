@@ -35,9 +35,9 @@ pub fn render(v: &View, f: &mut Frame) -> Screen {
         None => {}
         Some(Popup::Help) => panels::help::render(t, f, area),
         Some(Popup::Compare(c)) => panels::compare::render(c, t, f, area),
-        Some(Popup::Export(d)) => d.render(f, area, t),
+        Some(Popup::Export(d, keys)) => d.render(keys, f, area, t),
         Some(Popup::ConfirmQuit) => panels::help::render_confirm(t, f, area),
-        Some(Popup::Sweep(s, current)) => s.render(current, f, area, t),
+        Some(Popup::Sweep(s, current, keys)) => s.render(current, keys, f, area, t),
     }
     Screen::Panels(l)
 }

@@ -39,6 +39,9 @@ pub enum Status {
     Error(String),
 }
 
+/// Keys as (keys, what they do), from the key table.
+pub type Keys = Vec<(&'static str, &'static str)>;
+
 /// One frame.
 #[derive(Debug)]
 pub struct View<'a> {
@@ -264,10 +267,10 @@ pub enum Popup<'a> {
     Help,
     /// Every method side by side.
     Compare(CompareView<'a>),
-    /// The export dialog.
-    Export(&'a ExportDialog),
+    /// The export dialog, and its keys as (keys, what they do).
+    Export(&'a ExportDialog, Keys),
     /// "Quit without exporting?"
     ConfirmQuit,
-    /// A sweep, with the settings shown now.
-    Sweep(&'a SweepView, &'a MergeSettings),
+    /// A sweep, with the settings shown now and its keys.
+    Sweep(&'a SweepView, &'a MergeSettings, Keys),
 }

@@ -2,9 +2,9 @@
 
 use crate::adapter::Adapter;
 use crate::tui::action::Control;
-use crate::tui::keys;
+use crate::tui::keys::{self, Context};
 use crate::tui::view::{
-    AdapterRow, Adapters, CompareView, ControlRow, Controls, Figure, Focus, KCurve, Metrics,
+    AdapterRow, Adapters, CompareView, ControlRow, Controls, Figure, Focus, KCurve, Keys, Metrics,
     ModuleRow, Modules, Popup, Score, SourceRow, StatusBar, Units, View,
 };
 
@@ -18,6 +18,11 @@ fn typical_alpha(a: &Adapter) -> f64 {
         .find(|m| m.rank == r)
         .map(|m| m.alpha)
         .unwrap_or(f64::NAN)
+}
+
+/// Every key of a popup, as its help line lists them.
+fn keys_of(context: Context) -> Keys {
+    keys::of(context).map(|b| (b.shown, b.label)).collect()
 }
 
 impl App {
@@ -71,9 +76,9 @@ impl App {
             overlay: self.overlay.as_ref().map(|o| match o {
                 Overlay::Help => Popup::Help,
                 Overlay::Compare => Popup::Compare(self.compare_view()),
-                Overlay::Export(d) => Popup::Export(d),
+                Overlay::Export(d) => Popup::Export(d, keys_of(Context::Export)),
                 Overlay::ConfirmQuit => Popup::ConfirmQuit,
-                Overlay::Sweep(v) => Popup::Sweep(v, &self.settings),
+                Overlay::Sweep(v) => Popup::Sweep(v, &self.settings, keys_of(Context::Sweep)),
             }),
         }
     }
