@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -78,7 +77,28 @@ pub struct ExportDialog {
     pub phase: Phase,
 }
 
-/// What the dialog asks of the app after a key.
+/// An input to the form (the key table turns keys into these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// The next field.
+    Next,
+    /// The previous field.
+    Prev,
+    /// Change the field's value in this direction.
+    Cycle(i32),
+    /// Write the export (or close its summary).
+    Submit,
+    /// Close the dialog.
+    Cancel,
+    /// Erase the path's last character.
+    Erase,
+    /// Erase the whole path.
+    ClearPath,
+    /// A character: typed into the path, or a space that changes the other fields.
+    Type(char),
+}
+
+/// What the dialog asks of the app after an input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DialogAction {
     /// Nothing beyond redrawing.
@@ -144,44 +164,41 @@ impl ExportDialog {
             .unwrap_or_default()
     }
 
-    /// Handles a key.
-    pub fn handle(&mut self, key: KeyEvent) -> DialogAction {
+    /// Reacts to one input.
+    pub fn handle(&mut self, input: Input) -> DialogAction {
         match &self.phase {
             Phase::Running { .. } => DialogAction::None,
-            Phase::Done(_) => match key.code {
-                KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') => DialogAction::Close,
+            Phase::Done(_) => match input {
+                Input::Cancel | Input::Submit | Input::Type('q') => DialogAction::Close,
                 _ => DialogAction::None,
             },
-            Phase::Failed(_) => match key.code {
-                KeyCode::Esc => DialogAction::Close,
-                KeyCode::Enter => {
+            Phase::Failed(_) => match input {
+                Input::Cancel => DialogAction::Close,
+                Input::Submit => {
                     self.phase = Phase::Editing;
                     DialogAction::None
                 }
                 _ => DialogAction::None,
             },
-            Phase::Editing => self.edit(key),
+            Phase::Editing => self.edit(input),
         }
     }
 
-    fn edit(&mut self, key: KeyEvent) -> DialogAction {
+    fn edit(&mut self, input: Input) -> DialogAction {
         let pos = FIELDS.iter().position(|f| *f == self.field).unwrap_or(0);
-        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        match key.code {
-            KeyCode::Esc => return DialogAction::Close,
-            KeyCode::Enter => return DialogAction::Submit,
-            KeyCode::Tab | KeyCode::Down => self.field = FIELDS[(pos + 1) % FIELDS.len()],
-            KeyCode::BackTab | KeyCode::Up => {
-                self.field = FIELDS[(pos + FIELDS.len() - 1) % FIELDS.len()]
-            }
-            KeyCode::Left => self.cycle(-1),
-            KeyCode::Right => self.cycle(1),
-            KeyCode::Char(' ') if self.field != Field::Path => self.cycle(1),
-            KeyCode::Backspace if self.field == Field::Path => {
+        let on_path = self.field == Field::Path;
+        match input {
+            Input::Cancel => return DialogAction::Close,
+            Input::Submit => return DialogAction::Submit,
+            Input::Next => self.field = FIELDS[(pos + 1) % FIELDS.len()],
+            Input::Prev => self.field = FIELDS[(pos + FIELDS.len() - 1) % FIELDS.len()],
+            Input::Cycle(dir) => self.cycle(dir),
+            Input::Type(' ') if !on_path => self.cycle(1),
+            Input::Erase if on_path => {
                 self.path.pop();
             }
-            KeyCode::Char('u') if ctrl && self.field == Field::Path => self.path.clear(),
-            KeyCode::Char(c) if self.field == Field::Path && !ctrl => self.path.push(c),
+            Input::ClearPath if on_path => self.path.clear(),
+            Input::Type(c) if on_path => self.path.push(c),
             _ => {}
         }
         DialogAction::None
@@ -222,9 +239,9 @@ impl ExportDialog {
         }
     }
 
-    /// Draws the dialog centred in `area`.
-    pub fn render(&self, f: &mut Frame, area: Rect, theme: &Theme) {
-        let popup = super::ui::centered(area, 96, 26);
+    /// Draws the dialog centred in `area`; `keys` are the form's keys as (keys, what they do).
+    pub fn render(&self, keys: &[(&str, &str)], f: &mut Frame, area: Rect, theme: &Theme) {
+        let popup = super::layout::centered(area, 96, 26);
         f.render_widget(Clear, popup);
         let title = match self.phase {
             Phase::Editing => " Export — Enter writes, Esc cancels ",
@@ -239,11 +256,11 @@ impl ExportDialog {
         let inner = block.inner(popup);
         f.render_widget(block, popup);
         match &self.phase {
-            Phase::Editing => self.render_form(f, inner, theme),
+            Phase::Editing => self.render_form(keys, f, inner, theme),
             Phase::Running { done, total } => {
                 let [form, gauge] =
                     Layout::vertical([Constraint::Min(1), Constraint::Length(3)]).areas(inner);
-                self.render_form(f, form, theme);
+                self.render_form(keys, f, form, theme);
                 let ratio = if *total > 0 {
                     *done as f64 / *total as f64
                 } else {
@@ -268,7 +285,7 @@ impl ExportDialog {
         }
     }
 
-    fn render_form(&self, f: &mut Frame, area: Rect, theme: &Theme) {
+    fn render_form(&self, keys: &[(&str, &str)], f: &mut Frame, area: Rect, theme: &Theme) {
         let row = |field: Field, label: &str, value: String| {
             let selected = self.field == field && matches!(self.phase, Phase::Editing);
             let style = if selected {
@@ -329,11 +346,9 @@ impl ExportDialog {
                 theme.error(),
             ));
         }
-        lines.push(Line::styled(
-            "Tab/↑↓ field · ←→/space change · type the path (Ctrl-U clears) · Enter export · Esc cancel",
-            theme.muted(),
-        ));
-        f.render_widget(Paragraph::new(lines), area);
+        let keys: Vec<String> = keys.iter().map(|(k, what)| format!("{k} {what}")).collect();
+        lines.push(Line::styled(keys.join(" · "), theme.muted()));
+        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
     }
 }
 

@@ -2,18 +2,27 @@
 //!
 //! This module owns the terminal (raw mode, alternate screen, mouse capture — always restored,
 //! also on a panic and on SIGTERM, SIGINT and SIGHUP) and the run loop; the state and its logic live in [`app`], the engine runs
-//! on the [`worker`] thread, and every panel draws itself from the state (see [`ui`]).
+//! on the [`worker`] thread. Each frame the app builds a [`view`] model, [`ui`] draws it and
+//! returns the [`layout`] it drew, which the app keeps for the mouse. Keys become
+//! [`action`]s through the [`keys`] table.
 
+pub mod action;
 pub mod app;
 pub mod command_line;
 pub mod export_dialog;
 pub mod history;
-pub mod panels;
+pub mod keys;
+pub mod layout;
+pub(crate) mod panels;
 pub mod session;
 pub mod sweep_view;
 pub mod theme;
-pub mod ui;
+pub(crate) mod ui;
+pub(crate) mod view;
 pub mod worker;
+
+/// What each figure of the metrics panel is, as the help says it.
+pub use panels::help::FIGURES;
 
 use std::io::{stdout, Stdout};
 use std::path::PathBuf;
@@ -31,7 +40,6 @@ use ratatui::crossterm::execute;
 use ratatui::crossterm::terminal::{
     disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
 };
-use ratatui::layout::Rect;
 use ratatui::Terminal;
 
 use crate::engine::Engine;
@@ -211,8 +219,6 @@ fn event_loop(
     app: &mut App,
     worker: &Worker,
 ) -> anyhow::Result<()> {
-    let size = terminal.size()?;
-    app.area = Rect::new(0, 0, size.width, size.height);
     let (score_tx, score_rx) = std::sync::mpsc::channel::<Event>();
     let effects = app.start();
     apply(effects, app, worker, &score_tx);
@@ -220,7 +226,9 @@ fn event_loop(
         if STOP.load(Ordering::SeqCst) {
             break;
         }
-        terminal.draw(|f| ui::render(app, f))?;
+        let mut screen = layout::Screen::Undrawn;
+        terminal.draw(|f| screen = ui::render(&app.view(), f))?;
+        app.drawn(screen);
         // Fresh results first, so what is drawn next is as current as possible.
         loop {
             match worker.rx.try_recv() {

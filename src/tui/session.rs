@@ -9,19 +9,24 @@ use std::sync::Arc;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
-use ratatui::layout::Rect;
 use ratatui::Terminal;
 
 use crate::recipe::MergeSettings;
 use crate::session::LoadOptions;
 
+use super::action::Action;
 use super::app::{App, Effect, Event};
+use super::layout::{Areas, Screen};
+use super::theme::Theme;
+use super::Extras;
 
-/// An app and a synchronous stand-in for its worker.
+/// An app, a synchronous stand-in for its worker, and a screen of a fixed size that is drawn
+/// after every event, as the run loop does (so the mouse hits what was drawn).
 #[derive(Debug)]
 pub struct Session {
     /// The app under test.
     pub app: App,
+    size: (u16, u16),
 }
 
 impl Session {
@@ -33,17 +38,30 @@ impl Session {
         w: u16,
         h: u16,
     ) -> crate::Result<Session> {
+        Session::open_with(paths, settings, w, h, Extras::default())
+    }
+
+    /// [`Session::open`] with a sweep view and/or an evaluator, as `lora-lego --sweep DIR
+    /// --eval CMD` opens the explorer.
+    pub fn open_with(
+        paths: &[PathBuf],
+        settings: MergeSettings,
+        w: u16,
+        h: u16,
+        extras: Extras,
+    ) -> crate::Result<Session> {
         let engine = Arc::new(crate::session::open(paths, &LoadOptions::default())?);
         let mut app = App::new(engine, paths.to_vec(), settings);
-        app.area = Rect::new(0, 0, w, h);
+        app.sweep_dir = extras.sweep;
+        app.evaluator = extras.evaluator;
         let effects = app.start();
-        let mut s = Session { app };
+        let mut s = Session { app, size: (w, h) };
         s.apply(effects);
         Ok(s)
     }
 
     /// Runs `effects` to completion: every job's replies go back into the app, and so do the
-    /// jobs those replies cause.
+    /// jobs those replies cause. The screen is drawn afterwards.
     pub fn apply(&mut self, effects: Vec<Effect>) {
         let mut queue: VecDeque<Effect> = effects.into();
         while let Some(e) = queue.pop_front() {
@@ -71,11 +89,23 @@ impl Session {
                 Effect::SaveHistory | Effect::Quit => {}
             }
         }
+        self.draw();
     }
 
-    /// Hands `event` to the app and returns its effects without carrying them out.
+    /// Hands `event` to the app, draws, and returns its effects without carrying them out.
     pub fn event(&mut self, event: Event) -> Vec<Effect> {
-        self.app.handle(event)
+        if let Event::Resize(w, h) = event {
+            self.size = (w, h);
+        }
+        let effects = self.app.handle(event);
+        self.draw();
+        effects
+    }
+
+    /// Carries out `action` (as its key would) and what follows.
+    pub fn act(&mut self, action: Action) {
+        let effects = self.app.apply(action);
+        self.apply(effects);
     }
 
     /// Presses `code` and carries out what follows.
@@ -85,8 +115,26 @@ impl Session {
 
     /// Presses `code` with `modifiers` and carries out what follows.
     pub fn key_with(&mut self, code: KeyCode, modifiers: KeyModifiers) {
-        let effects = self.app.handle(Event::Key(press(code, modifiers)));
+        self.press(press(code, modifiers));
+    }
+
+    /// Presses `key` and carries out what follows.
+    pub fn press(&mut self, key: KeyEvent) {
+        let effects = self.app.handle(Event::Key(key));
         self.apply(effects);
+    }
+
+    /// What the run loop does while no event comes: the sweep view re-reads a growing
+    /// results file.
+    pub fn idle(&mut self) {
+        self.app.refresh_sweep();
+        self.draw();
+    }
+
+    /// Draws with `theme` from now on (`NO_COLOR` picks [`Theme::plain`]).
+    pub fn set_theme(&mut self, theme: Theme) {
+        self.app.theme = theme;
+        self.draw();
     }
 
     /// Types every character of `text`, one key each.
@@ -96,10 +144,36 @@ impl Session {
         }
     }
 
-    /// The screen as a `TestBackend` buffer of the app's size.
+    /// The screen as a `TestBackend` buffer of the session's size.
     pub fn render(&self) -> Buffer {
-        render(&self.app)
+        draw(&self.app, self.size).0
     }
+
+    /// Where the panels were at the last frame; `None` on too small a screen.
+    pub fn areas(&self) -> Option<Areas> {
+        self.app.screen.areas()
+    }
+
+    /// The screen's size.
+    pub fn size(&self) -> (u16, u16) {
+        self.size
+    }
+
+    fn draw(&mut self) {
+        let screen = draw(&self.app, self.size).1;
+        self.app.drawn(screen);
+    }
+}
+
+/// Draws `app` into a `TestBackend` of `size`.
+fn draw(app: &App, (w, h): (u16, u16)) -> (Buffer, Screen) {
+    let mut terminal = match Terminal::new(TestBackend::new(w, h)) {
+        Ok(t) => t,
+        Err(e) => match e {},
+    };
+    let mut screen = Screen::Undrawn;
+    let _ = terminal.draw(|f| screen = super::ui::render(&app.view(), f));
+    (terminal.backend().buffer().clone(), screen)
 }
 
 /// A key press event.
@@ -110,17 +184,6 @@ pub fn press(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
         kind: KeyEventKind::Press,
         state: KeyEventState::NONE,
     }
-}
-
-/// Draws `app` into a `TestBackend` of `app.area`'s size.
-pub fn render(app: &App) -> Buffer {
-    let backend = TestBackend::new(app.area.width, app.area.height);
-    let mut terminal = match Terminal::new(backend) {
-        Ok(t) => t,
-        Err(e) => match e {},
-    };
-    let _ = terminal.draw(|f| super::ui::render(app, f));
-    terminal.backend().buffer().clone()
 }
 
 /// One string per row of `buf`.

@@ -145,14 +145,25 @@ impl SweepView {
             .collect()
     }
 
-    /// Draws the view over `area`; `current` marks the candidate the explorer shows now.
-    pub fn render(&self, current: &MergeSettings, f: &mut Frame, area: Rect, t: &Theme) {
-        let popup = crate::tui::ui::centered(area, area.width.saturating_sub(4), area.height - 2);
+    /// Draws the view over `area`; `current` marks the candidate the explorer shows now, and
+    /// `keys` are the view's keys as (keys, what they do).
+    pub fn render(
+        &self,
+        current: &MergeSettings,
+        keys: &[(&str, &str)],
+        f: &mut Frame,
+        area: Rect,
+        t: &Theme,
+    ) {
+        let popup =
+            crate::tui::layout::centered(area, area.width.saturating_sub(4), area.height - 2);
         f.render_widget(Clear, popup);
+        let keys: Vec<String> = keys.iter().map(|(k, what)| format!("{k} {what}")).collect();
         let title = format!(
-            " Sweep: {} · {} candidate(s) · ↑↓ select · Enter load · e export · x knob · Esc ",
+            " Sweep: {} · {} candidate(s) · {} ",
             self.dir.display(),
-            self.records.len()
+            self.records.len(),
+            keys.join(" · ")
         );
         let block = Block::default()
             .borders(Borders::ALL)

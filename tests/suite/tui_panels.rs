@@ -4,15 +4,16 @@
 use std::path::PathBuf;
 
 use lora_lego::recipe::{MergeMethod, MergeSettings};
-use lora_lego::tui::app::{ColourBy, Effect, Event, Focus, Overlay, Status, KEYS};
+use lora_lego::tui::app::{Effect, Event, Focus, Overlay, Status};
 use lora_lego::tui::export_dialog::Phase;
+use lora_lego::tui::keys::{self, Context};
 use lora_lego::tui::session::{find, rows, Session};
 use lora_lego::tui::theme::Theme;
 use lora_lego::tui::worker::Reply;
 use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::KeyModifiers;
 use ratatui::crossterm::event::{KeyCode, MouseButton, MouseEvent, MouseEventKind};
-use ratatui::style::Color;
+use ratatui::style::{Color, Modifier};
 
 fn pair() -> Vec<PathBuf> {
     crate::common::tiny_pair()
@@ -30,6 +31,20 @@ fn screen(s: &Session) -> (Buffer, String) {
 
 fn at(b: &Buffer, needle: &str) -> (u16, u16) {
     find(b, needle).unwrap_or_else(|| panic!("`{needle}` not on screen:\n{}", rows(b).join("\n")))
+}
+
+/// The panel with the focus, as the status bar's hint for ↑↓ names what they move.
+fn focused(s: &Session) -> Focus {
+    let last = rows(&s.render()).last().cloned().unwrap_or_default();
+    if last.contains("↑↓ module") {
+        Focus::Modules
+    } else if last.contains("↑↓ adapter") {
+        Focus::Adapters
+    } else if last.contains("↑↓ control") {
+        Focus::Controls
+    } else {
+        panic!("no focus hint in `{last}`")
+    }
 }
 
 fn fg(b: &Buffer, (x, y): (u16, u16)) -> Color {
@@ -51,8 +66,9 @@ fn colours_of(b: &Buffer, rect: ratatui::layout::Rect, symbols: &[&str]) -> Vec<
     out
 }
 
-fn areas(s: &Session) -> lora_lego::tui::ui::Areas {
-    lora_lego::tui::ui::layout(s.app.area, 2).expect("big enough")
+/// Where the last frame drew the panels.
+fn areas(s: &Session) -> lora_lego::tui::layout::Areas {
+    s.areas().expect("big enough")
 }
 
 #[test]
@@ -151,7 +167,6 @@ fn scatter_colours_units_by_cluster_and_by_source_with_a_matching_legend() {
     assert_eq!(colours_of(&b, area, &["×"]), want);
 
     s.key(KeyCode::Char('c'));
-    assert_eq!(s.app.colour_by, ColourBy::Source);
     let (b, text) = screen(&s);
     assert!(text.contains("colour: source"));
     assert_eq!(fg(&b, at(&b, "● reverse")), Color::Cyan);
@@ -212,7 +227,7 @@ fn controls_panel_shows_every_knob_and_follows_the_keys() {
     assert_eq!(line(&text, "feature space"), "sign-aware");
     // Focus the controls, go to "output multiplier" and step it up.
     s.key(KeyCode::Tab);
-    assert_eq!(s.app.focus, Focus::Controls);
+    assert_eq!(focused(&s), Focus::Controls);
     for _ in 0..5 {
         s.key(KeyCode::Char('j'));
     }
@@ -358,12 +373,29 @@ fn help_overlay_lists_every_key() {
     assert!(matches!(s.app.overlay, Some(Overlay::Help)));
     let (b, text) = screen(&s);
     assert!(text.contains(" Keys and figures "));
-    for (name, what) in lora_lego::tui::panels::help::FIGURES {
+    for (name, what) in lora_lego::tui::FIGURES {
         assert!(text.contains(name) && text.contains(what), "{what}");
     }
-    for (k, what) in KEYS {
-        assert!(text.contains(k), "key {k}");
-        assert!(text.contains(what), "{what}");
+    // Every binding of the panels with its help; every popup's bindings with their labels.
+    for b in keys::of(Context::Main).chain(keys::of(Context::Everywhere)) {
+        let line = format!(" {:<18}{}", b.shown, b.help);
+        assert!(text.contains(&line), "`{line}` in the help:\n{text}");
+    }
+    for c in [
+        Context::Filter,
+        Context::Export,
+        Context::Sweep,
+        Context::Compare,
+        Context::Help,
+        Context::ConfirmQuit,
+    ] {
+        for b in keys::of(c) {
+            let entry = format!("{} {}", b.shown, b.label);
+            assert!(
+                text.contains(&entry),
+                "`{entry}` ({c:?}) in the help:\n{text}"
+            );
+        }
     }
     assert_eq!(fg(&b, at(&b, "Ctrl-C")), Color::LightGreen);
     s.key(KeyCode::Esc);
@@ -460,7 +492,7 @@ fn too_small_a_terminal_gets_a_message_instead_of_panels() {
 #[test]
 fn no_color_draws_without_any_colour_and_keeps_clusters_apart_by_symbol() {
     let mut s = session();
-    s.app.theme = Theme::plain();
+    s.set_theme(Theme::plain());
     let (b, text) = screen(&s);
     for y in 0..b.area.height {
         for x in 0..b.area.width {
@@ -504,10 +536,9 @@ fn mouse_click_and_wheel_select_in_lists() {
     };
     let effects = s.event(Event::Mouse(click));
     s.apply(effects);
-    assert_eq!(s.app.selected, 3);
-    assert!(screen(&s)
-        .1
-        .contains(&format!("Units of {}", s.app.engine.set.modules[3].key)));
+    let units_of =
+        |s: &Session, m: usize| format!("Units of {} ·", s.app.engine.set.modules[m].key);
+    assert!(screen(&s).1.contains(&units_of(&s, 3)));
     let wheel = MouseEvent {
         kind: MouseEventKind::ScrollDown,
         column: a.modules.x + 3,
@@ -516,7 +547,7 @@ fn mouse_click_and_wheel_select_in_lists() {
     };
     let effects = s.event(Event::Mouse(wheel));
     s.apply(effects);
-    assert_eq!(s.app.selected, 4);
+    assert!(screen(&s).1.contains(&units_of(&s, 4)));
     // A click on the second adapter row (below the header) moves the adapter cursor.
     let click = MouseEvent {
         kind: MouseEventKind::Down(MouseButton::Left),
@@ -525,8 +556,15 @@ fn mouse_click_and_wheel_select_in_lists() {
         modifiers: KeyModifiers::NONE,
     };
     s.event(Event::Mouse(click));
-    assert_eq!(s.app.focus, Focus::Adapters);
-    assert_eq!(s.app.adapter_cursor, 1);
+    assert_eq!(focused(&s), Focus::Adapters);
+    let b = s.render();
+    let (x, y) = at(&b, "sort");
+    assert!(
+        b[(x, y)].modifier.contains(Modifier::REVERSED),
+        "the second adapter row is highlighted"
+    );
+    let (x, y) = at(&b, "reverse");
+    assert!(!b[(x, y)].modifier.contains(Modifier::REVERSED));
 }
 
 #[test]
@@ -614,5 +652,92 @@ fn the_method_key_reaches_the_lego_tsv_preset_and_every_data_free_method() {
     }
     for m in MergeMethod::all() {
         assert!(seen.contains(&m), "{m} reachable");
+    }
+}
+
+/// A session on module 3 with its own k (9), so that every key of the panels has something
+/// to change: up and down, jumps, the override and its removal.
+fn prepared() -> Session {
+    let mut s = session();
+    for _ in 0..3 {
+        s.key(KeyCode::Down);
+    }
+    s.key(KeyCode::Char(']'));
+    s
+}
+
+#[test]
+fn every_key_of_the_table_changes_what_is_shown_or_quits() {
+    for b in keys::of(Context::Main).chain(keys::of(Context::Everywhere)) {
+        for (key, _) in b.keys {
+            let mut s = prepared();
+            let before = s.render();
+            s.press(key.event());
+            let after = s.render();
+            assert!(
+                s.app.quit || after != before,
+                "`{}` ({key:?}: {}) changed nothing on screen:\n{}",
+                b.shown,
+                b.help,
+                rows(&after).join("\n")
+            );
+        }
+    }
+}
+
+#[test]
+fn the_status_bar_shows_the_table_hints_of_every_context() {
+    let mut s = session();
+    let check = |s: &Session, focus: Focus, context: Context| {
+        let text = screen(s).1;
+        let last = text.lines().last().unwrap_or("").to_string();
+        for (k, label) in keys::hints(context, focus) {
+            assert!(
+                last.contains(&format!("{k} {label}")),
+                "{context:?}: `{k} {label}` in `{last}`"
+            );
+        }
+    };
+    for focus in [Focus::Controls, Focus::Adapters, Focus::Modules] {
+        s.key(KeyCode::Tab);
+        assert_eq!(focused(&s), focus);
+        check(&s, focus, Context::Main);
+    }
+    s.key(KeyCode::Char('/'));
+    check(&s, Focus::Modules, Context::Filter);
+    s.key(KeyCode::Esc);
+    for (open, context) in [
+        ('?', Context::Help),
+        ('v', Context::Compare),
+        ('e', Context::Export),
+        ('q', Context::ConfirmQuit),
+    ] {
+        s.key(KeyCode::Char(open));
+        check(&s, Focus::Modules, context);
+        s.key(KeyCode::Esc);
+        assert!(!screen(&s).1.contains("Keys and figures"));
+    }
+}
+
+#[test]
+fn no_binding_of_the_key_table_is_shadowed_by_another() {
+    // Were a key bound twice in one context, the help would promise what the first binding
+    // never lets happen.
+    for b in keys::BINDINGS {
+        for (key, does) in b.keys {
+            let event = key.event();
+            let got = keys::lookup(b.context, &event);
+            let want = match does {
+                keys::Does::Act(a) => *a,
+                keys::Does::Typed(f) => f('x'),
+            };
+            assert_eq!(
+                got,
+                Some(want),
+                "{:?} `{}` ({key:?}) is taken by another binding",
+                b.context,
+                b.shown
+            );
+        }
     }
 }

@@ -11,7 +11,7 @@ use lora_lego::align::ModuleSet;
 use lora_lego::engine::Engine;
 use lora_lego::io::{load_all, LoadOptions};
 use lora_lego::recipe::MergeSettings;
-use lora_lego::tui::app::{App, ColourBy, Effect, Event, Overlay};
+use lora_lego::tui::app::{App, Effect, Event, Overlay};
 use lora_lego::tui::command_line;
 use lora_lego::tui::export_dialog::Phase;
 use lora_lego::tui::history::{self, History};
@@ -95,7 +95,12 @@ fn a_scripted_session_exports_what_the_cli_writes_byte_for_byte() {
     for _ in 0..4 {
         s.key(KeyCode::Char('['));
     }
-    assert_eq!(s.app.colour_by, ColourBy::Source);
+    // Coloured by source: the scatter's legend names the adapters, not the clusters.
+    let text = rows(&s.render()).join("\n");
+    assert!(
+        text.contains("● question") && !text.contains("● c0("),
+        "{text}"
+    );
     assert_eq!(s.app.settings.k, 10);
     assert_eq!(s.app.settings.k_overrides.len(), 2);
     let out = tmp.path().join("from tui");

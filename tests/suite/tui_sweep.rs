@@ -9,6 +9,7 @@ use lora_lego::recipe::{MergeMethod, MergeSettings};
 use lora_lego::sweep::{write_results, ResultRecord};
 use lora_lego::tui::app::{Overlay, Status};
 use lora_lego::tui::session::{find, rows, Session};
+use lora_lego::tui::Extras;
 use ratatui::crossterm::event::KeyCode;
 
 fn pair() -> Vec<PathBuf> {
@@ -64,8 +65,11 @@ fn records() -> Vec<ResultRecord> {
 
 fn open(dir: &Path) -> Session {
     write_results(&dir.join("results.jsonl"), &records()).unwrap();
-    let mut s = Session::open(&pair(), MergeSettings::default(), 160, 48).unwrap();
-    s.app.sweep_dir = Some(dir.to_path_buf());
+    let extras = Extras {
+        sweep: Some(dir.to_path_buf()),
+        ..Extras::default()
+    };
+    let mut s = Session::open_with(&pair(), MergeSettings::default(), 160, 48, extras).unwrap();
     s.key(KeyCode::Char('w'));
     assert!(matches!(s.app.overlay, Some(Overlay::Sweep(_))));
     s
@@ -156,7 +160,7 @@ fn the_view_follows_a_sweep_that_is_still_running() {
     let mut grown = records();
     grown.push(record("late-k5", "lego", 5, Some(0.9)));
     write_results(&tmp.path().join("results.jsonl"), &grown).unwrap();
-    s.app.refresh_sweep();
+    s.idle();
     let b = s.render();
     let t = rows(&b).join("\n");
     assert!(t.contains("6 candidate(s)"), "{t}");
@@ -202,7 +206,14 @@ fn e_scores_the_current_settings_with_the_explorers_evaluator() {
     assert!(matches!(&s.app.status, Some(Status::Info(m)) if m.contains("--eval")));
     let scorer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval/fake_scorer.sh");
     let ev = Evaluator::new(&format!("{} {{dir}} {{split}}", scorer.display()), None).unwrap();
-    s.app.evaluator = Some((ev.clone(), Some("val".into())));
+    let with = |evaluator: Evaluator, split: Option<&str>| {
+        let extras = Extras {
+            evaluator: Some((evaluator, split.map(String::from))),
+            ..Extras::default()
+        };
+        Session::open_with(&pair(), MergeSettings::default(), 160, 48, extras).unwrap()
+    };
+    let mut s = with(ev.clone(), Some("val"));
     s.key(KeyCode::Char('E'));
     let (settings, label, e) = s.app.score.clone().expect("scored");
     assert_eq!(settings, s.app.settings);
@@ -216,7 +227,7 @@ fn e_scores_the_current_settings_with_the_explorers_evaluator() {
         "{t}"
     );
     // A failing evaluator is a status-bar error, and the explorer goes on.
-    s.app.evaluator = Some((Evaluator::new("exit 9 # {dir}", None).unwrap(), None));
+    let mut s = with(Evaluator::new("exit 9 # {dir}", None).unwrap(), None);
     s.key(KeyCode::Char('+'));
     s.key(KeyCode::Char('E'));
     assert!(matches!(&s.app.status, Some(Status::Error(m)) if m.contains("exit status 9")));

@@ -33,15 +33,25 @@ impl Tmux {
             bin = env!("CARGO_BIN_EXE_lora-lego"),
             args = adapters.join(" "),
         );
-        let st = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &session, "-x"])
-            .arg(w.to_string())
-            .arg("-y")
-            .arg(h.to_string())
-            .arg(script)
-            .status()
-            .unwrap();
-        assert!(st.success());
+        // Two tests starting the first tmux server at once can see it refuse one of them
+        // while it starts: try again shortly.
+        let mut started = false;
+        for _ in 0..5 {
+            let st = Command::new("tmux")
+                .args(["new-session", "-d", "-s", &session, "-x"])
+                .arg(w.to_string())
+                .arg("-y")
+                .arg(h.to_string())
+                .arg(&script)
+                .status()
+                .unwrap();
+            if st.success() {
+                started = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(started, "tmux new-session failed");
         Tmux { session, dir }
     }
 

@@ -6,23 +6,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Row, Table};
 use ratatui::Frame;
 
-use crate::adapter::Adapter;
-use crate::tui::app::{App, Focus};
-
-/// The alpha of the adapter's typical-rank modules (adapters may vary it per module).
-pub fn typical_alpha(a: &Adapter) -> f64 {
-    let r = a.typical_rank();
-    a.modules
-        .iter()
-        .find(|m| m.rank == r)
-        .map(|m| m.alpha)
-        .unwrap_or(f64::NAN)
-}
+use crate::tui::theme::Theme;
+use crate::tui::view::Adapters;
 
 /// Draws the panel.
-pub fn render(app: &App, f: &mut Frame, area: Rect) {
-    let t = &app.theme;
-    let focused = app.focus == Focus::Adapters;
+pub fn render(v: &Adapters, t: &Theme, f: &mut Frame, area: Rect) {
+    let focused = v.cursor.is_some();
     // Narrow panes drop alpha and dtype so the names keep some room.
     let wide = area.width >= 40;
     let header = if wide {
@@ -31,10 +20,10 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         Row::new(["", "adapter", "rank", "weight"])
     }
     .style(t.heading());
-    let rows = app.engine.set.adapters.iter().enumerate().map(|(i, a)| {
-        let w = app.settings.weight(i);
+    let rows = v.rows.iter().enumerate().map(|(i, a)| {
+        let w = a.weight;
         let mut style = Style::default();
-        if focused && i == app.adapter_cursor {
+        if v.cursor == Some(i) {
             style = t.highlight();
         }
         let weight_style = if w == 0.0 {
@@ -48,15 +37,11 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
                 a.name.clone(),
                 Style::default().fg(t.adapter(i)),
             )),
-            Line::raw(a.typical_rank().to_string()),
+            Line::raw(a.rank.to_string()),
         ];
         if wide {
-            cells.push(Line::raw(super::num(typical_alpha(a), 0)));
-            cells.push(Line::raw(
-                a.dtype()
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| "mixed".into()),
-            ));
+            cells.push(Line::raw(super::num(a.alpha, 0)));
+            cells.push(Line::raw(a.dtype.clone()));
         }
         cells.push(Line::from(Span::styled(format!("{w:.1}"), weight_style)));
         Row::new(cells).style(style)
@@ -79,7 +64,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         ]
     };
     let table = Table::new(rows, widths).header(header).block(super::block(
-        &format!("Adapters ({})", app.engine.set.adapters.len()),
+        &format!("Adapters ({})", v.rows.len()),
         focused,
         false,
         t,

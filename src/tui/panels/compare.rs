@@ -7,23 +7,20 @@ use ratatui::text::Line;
 use ratatui::widgets::{Clear, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use crate::tui::app::App;
+use crate::tui::theme::Theme;
+use crate::tui::view::CompareView;
 
 /// Draws the overlay over `area`.
-pub fn render(app: &App, f: &mut Frame, area: Rect) {
-    let t = &app.theme;
+pub fn render(v: &CompareView, t: &Theme, f: &mut Frame, area: Rect) {
     let rows = crate::recipe::MergeMethod::all().len() as u16;
-    let popup = crate::tui::ui::centered(
+    let popup = crate::tui::layout::centered(
         area,
         area.width.saturating_sub(4).min(140),
         (rows + 5).min(area.height.saturating_sub(2)),
     );
     f.render_widget(Clear, popup);
-    let cmp = app
-        .comparison
-        .as_ref()
-        .filter(|c| c.value.module == app.selected);
-    let stale = cmp.is_none_or(|c| c.generation != app.generation);
+    let cmp = v.comparison;
+    let stale = v.stale;
     let block = super::block(
         "Methods side by side (v/Esc closes)",
         true,
@@ -39,9 +36,9 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         );
         return;
     };
-    let c = &cmp.value;
+    let c = cmp;
     let current = |m: crate::recipe::MergeMethod| {
-        if m == app.settings.method {
+        if m == v.method {
             t.highlight()
         } else if stale {
             t.stale()
@@ -90,7 +87,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         }
         Row::new(cells).style(current(*m))
     });
-    let name = app.engine.set.modules[c.module].key.to_string();
+    let name = v.module;
     let widths = [
         Constraint::Length(19),
         Constraint::Length(5),

@@ -6,74 +6,29 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::tui::app::{App, Control, Focus};
-
-/// The label and the current value of a control.
-pub fn describe(app: &App, c: Control) -> (String, String) {
-    let s = &app.settings;
-    let lego = s.method.is_lego();
-    let lego_only = |v: String| if lego { v } else { format!("{v} (lego only)") };
-    match c {
-        Control::Method => ("method".into(), s.method.to_string()),
-        Control::K => ("k (all modules)".into(), lego_only(s.k.to_string())),
-        Control::ModuleK => {
-            let v = match app.module_override() {
-                Some(k) => format!("{k} (override)"),
-                None => format!("{} (global)", s.k_for(app.selected_name())),
-            };
-            ("k (this module)".into(), lego_only(v))
-        }
-        Control::ParamReweight => (
-            "param reweight".into(),
-            lego_only(s.param_reweight.to_string()),
-        ),
-        Control::OutputReweight => (
-            "output r_ref".into(),
-            lego_only(s.output_reweight.to_string()),
-        ),
-        Control::OutputScale => (
-            "output multiplier".into(),
-            lego_only(format!("{}", s.output_scale)),
-        ),
-        Control::Space => ("feature space".into(), lego_only(s.space.to_string())),
-        Control::Seed => ("seed".into(), s.seed.to_string()),
-        Control::Weight(i) => (
-            format!(
-                "weight {}",
-                app.engine
-                    .set
-                    .adapters
-                    .get(i)
-                    .map(|a| a.name.as_str())
-                    .unwrap_or("?")
-            ),
-            format!("{}", s.weight(i)),
-        ),
-    }
-}
+use crate::tui::theme::Theme;
+use crate::tui::view::Controls;
 
 /// Draws the panel.
-pub fn render(app: &App, f: &mut Frame, area: Rect) {
-    let t = &app.theme;
-    let focused = app.focus == Focus::Controls;
-    let lines: Vec<Line> = app
-        .controls()
-        .into_iter()
+pub fn render(v: &Controls, t: &Theme, f: &mut Frame, area: Rect) {
+    let focused = v.cursor.is_some();
+    let lines: Vec<Line> = v
+        .rows
+        .iter()
         .enumerate()
         .map(|(i, c)| {
-            let (label, value) = describe(app, c);
-            let selected = focused && i == app.control_cursor;
-            let label_style = match c {
-                Control::Weight(a) => Style::default().fg(t.adapter(a)),
-                _ => t.heading(),
+            let selected = v.cursor == Some(i);
+            let label_style = match c.adapter {
+                Some(a) => Style::default().fg(t.adapter(a)),
+                None => t.heading(),
             };
             let value = if selected {
-                format!("‹ {value} ›")
+                format!("‹ {} ›", c.value)
             } else {
-                format!("  {value}")
+                format!("  {}", c.value)
             };
             let line = Line::from(vec![
-                Span::styled(format!("{label:<22}"), label_style),
+                Span::styled(format!("{:<22}", c.label), label_style),
                 Span::raw(value),
             ]);
             if selected {

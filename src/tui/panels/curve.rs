@@ -9,8 +9,8 @@ use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph};
 use ratatui::Frame;
 
 use crate::kmeans::KPoint;
-use crate::tui::app::App;
 use crate::tui::theme::Theme;
+use crate::tui::view::KCurve;
 
 /// The colours of the two curves and the two k marks.
 pub fn colours(t: &Theme) -> [Color; 4] {
@@ -27,13 +27,9 @@ pub fn colours(t: &Theme) -> [Color; 4] {
 }
 
 /// Draws the panel.
-pub fn render(app: &App, f: &mut Frame, area: Rect) {
-    let t = &app.theme;
-    let stale = app.curve_is_stale();
-    let curve = match &app.curve {
-        Some((m, slot)) if *m == app.selected => Some(&slot.value),
-        _ => None,
-    };
+pub fn render(v: &KCurve, t: &Theme, f: &mut Frame, area: Rect) {
+    let stale = v.stale;
+    let curve = v.curve;
     let block = super::block(
         "Inertia & silhouette vs k",
         false,
@@ -53,7 +49,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         }
         Some(Ok((p, k))) => (p, *k),
     };
-    let current = app.settings.k_for(app.selected_name());
+    let current = v.current_k;
     let [legend_area, chart_area] =
         Layout::vertical([Constraint::Length(2), Constraint::Min(3)]).areas(inner);
     f.render_widget(

@@ -11,17 +11,16 @@ use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
 use crate::engine::ModuleView;
-use crate::tui::app::App;
 use crate::tui::theme::Theme;
+use crate::tui::view::Metrics;
 
 /// Width of the stacked source-mix bars and of the retention bars.
 const BAR: usize = 16;
 
 /// Draws the panel.
-pub fn render(app: &App, f: &mut Frame, area: Rect) {
-    let t = &app.theme;
-    let stale = app.view_is_stale();
-    let view = app.selected_view();
+pub fn render(p: &Metrics, t: &Theme, f: &mut Frame, area: Rect) {
+    let stale = p.stale;
+    let view = p.view;
     let block = super::block("Metrics", false, stale && view.is_some(), t);
     let lines = match view {
         None => vec![Line::styled("computing…", t.muted())],
@@ -30,7 +29,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             "nothing merged here (all weights 0)",
             t.muted(),
         )],
-        Some(Ok(Some(v))) => lines(app, v, t, stale),
+        Some(Ok(Some(v))) => lines(p, v, t, stale),
     };
     f.render_widget(
         Paragraph::new(lines)
@@ -41,13 +40,9 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
 }
 
 /// The panel's text for view `v`.
-pub fn lines(app: &App, v: &ModuleView, t: &Theme, stale: bool) -> Vec<Line<'static>> {
-    let set = &app.engine.set;
-    let sources = &set.modules[v.module].sources;
-    let names: Vec<String> = sources
-        .iter()
-        .map(|s| set.adapters[s.0].name.clone())
-        .collect();
+pub fn lines(p: &Metrics, v: &ModuleView, t: &Theme, stale: bool) -> Vec<Line<'static>> {
+    let sources = &p.sources;
+    let names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
     let m = &v.merged;
     let val = |s: String| {
         Span::styled(
@@ -57,9 +52,10 @@ pub fn lines(app: &App, v: &ModuleView, t: &Theme, stale: bool) -> Vec<Line<'sta
     };
     let mut out = Vec::new();
     // An evaluator's score, when there is one, leads: it is the only figure about quality.
-    if let Some((settings, id, e)) = &app.score {
+    if let Some(e) = &p.score {
+        let id = &e.origin;
         let split = e.split.as_deref().unwrap_or("–");
-        if settings == &app.settings {
+        if !e.stale {
             out.push(Line::from(vec![
                 Span::styled("score ", t.heading()),
                 val(format!("{:.4}", e.mean)),
@@ -106,7 +102,7 @@ pub fn lines(app: &App, v: &ModuleView, t: &Theme, stale: bool) -> Vec<Line<'sta
                 Style::default().fg(t.cluster(ci)),
             )];
             for (si, &count) in mix.iter().enumerate() {
-                let adapter = sources.get(si).map(|s| s.0).unwrap_or(si);
+                let adapter = sources.get(si).map(|s| s.adapter).unwrap_or(si);
                 let fill: String =
                     std::iter::repeat_n(t.source_fill(si), count * per_unit).collect();
                 spans.push(Span::styled(fill, Style::default().fg(t.adapter(adapter))));
@@ -121,7 +117,7 @@ pub fn lines(app: &App, v: &ModuleView, t: &Theme, stale: bool) -> Vec<Line<'sta
         }
     } else {
         out.push(Line::styled(
-            format!("{} has no clusters", app.settings.method),
+            format!("{} has no clusters", p.method),
             t.muted(),
         ));
     }
@@ -131,7 +127,7 @@ pub fn lines(app: &App, v: &ModuleView, t: &Theme, stale: bool) -> Vec<Line<'sta
         .max()
         .unwrap_or(4)
         .min(14);
-    let weights: Vec<f64> = sources.iter().map(|s| app.settings.weight(s.0)).collect();
+    let weights: Vec<f64> = sources.iter().map(|s| s.weight).collect();
     let proj = m.metrics.projection(&weights);
     let norms = m.metrics.norm_vs_source(&weights);
     out.push(Line::styled(
@@ -139,7 +135,7 @@ pub fn lines(app: &App, v: &ModuleView, t: &Theme, stale: bool) -> Vec<Line<'sta
         t.heading(),
     ));
     for (si, r) in m.metrics.retention.iter().enumerate() {
-        let adapter = sources[si].0;
+        let adapter = sources[si].adapter;
         let filled = ((r.clamp(0.0, 1.0)) * BAR as f64).round() as usize;
         out.push(Line::from(vec![
             Span::styled(
@@ -160,7 +156,7 @@ pub fn lines(app: &App, v: &ModuleView, t: &Theme, stale: bool) -> Vec<Line<'sta
         out.push(Line::from(vec![
             Span::styled(
                 format!("{:<name_w$} ", super::tail(&names[si], name_w)),
-                Style::default().fg(t.adapter(sources[si].0)),
+                Style::default().fg(t.adapter(sources[si].adapter)),
             ),
             Span::styled("proj ", t.muted()),
             val(format!(
@@ -182,14 +178,14 @@ pub fn lines(app: &App, v: &ModuleView, t: &Theme, stale: bool) -> Vec<Line<'sta
     for (si, n) in names.iter().enumerate() {
         head.push(Span::styled(
             format!("{:>10}", super::tail(n, 9)),
-            Style::default().fg(t.adapter(sources[si].0)),
+            Style::default().fg(t.adapter(sources[si].adapter)),
         ));
     }
     out.push(Line::from(head));
     for (i, n) in names.iter().enumerate() {
         let mut row = vec![Span::styled(
             format!("{:<name_w$} ", super::tail(n, name_w)),
-            Style::default().fg(t.adapter(sources[i].0)),
+            Style::default().fg(t.adapter(sources[i].adapter)),
         )];
         for j in 0..names.len() {
             let c = v.interference.get((i, j)).copied().unwrap_or(f64::NAN);

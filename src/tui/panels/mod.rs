@@ -1,4 +1,4 @@
-//! One file per panel; each draws from the [`App`](super::app::App) state only.
+//! One file per panel; each draws from its part of the frame's [view model](super::view).
 
 pub mod adapters;
 pub mod compare;

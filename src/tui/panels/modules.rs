@@ -7,58 +7,50 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::tui::app::{App, Focus};
+use crate::tui::layout::scroll;
+use crate::tui::theme::Theme;
+use crate::tui::view::{Figure, Modules};
 
 /// Draws the panel.
-pub fn render(app: &App, f: &mut Frame, area: Rect) {
-    let t = &app.theme;
-    let focused = app.focus == Focus::Modules;
-    let visible = app.visible_modules();
-    let (fresh, total) = app.progress();
-    let mut title = format!("Modules {}/{total}", visible.len());
-    if app.filter_editing || !app.filter.is_empty() {
+pub fn render(v: &Modules, t: &Theme, f: &mut Frame, area: Rect) {
+    let total = v.all_names.len();
+    let mut title = format!("Modules {}/{total}", v.rows.len());
+    if v.filter_editing || !v.filter.is_empty() {
         title.push_str(&format!(
             " /{}{}",
-            app.filter,
-            if app.filter_editing { "▏" } else { "" }
+            v.filter,
+            if v.filter_editing { "▏" } else { "" }
         ));
     }
-    let block = super::block(&title, focused, fresh < total, t);
+    let block = super::block(&title, v.focused, v.fresh < total, t);
     let inner = block.inner(area);
     let rows = inner.height as usize;
     let width = inner.width as usize;
     // "dist 0.123 k 8*" takes 17 columns on the right.
     let name_w = width.saturating_sub(18);
-    let names: Vec<&str> = app
-        .engine
-        .set
-        .modules
+    let prefix = common_prefix(&v.all_names);
+    // The app scrolls for the rows it last saw; after a resize the selection stays in view.
+    let selected = v.rows.iter().position(|r| r.selected).unwrap_or(0);
+    let offset = scroll(v.offset, selected, rows, v.rows.len());
+    let lines: Vec<Line> = v
+        .rows
         .iter()
-        .map(|m| m.key.as_str())
-        .collect();
-    let prefix = common_prefix(&names);
-    let lines: Vec<Line> = visible
-        .iter()
-        .skip(app.module_offset)
+        .skip(offset)
         .take(rows)
-        .map(|&m| {
-            let name = app.engine.set.modules[m].key.as_str();
-            let short = &name[prefix..];
-            let selected = m == app.selected;
-            let overridden = app.settings.k_overrides.iter().any(|o| o.pattern == name);
-            let slot = app.summaries.get(m).and_then(|s| s.as_ref());
-            let stale = slot.is_none_or(|s| s.generation != app.generation);
-            let figure = match slot.map(|s| &s.value) {
-                None => Span::styled("      …   ".to_string(), t.muted()),
-                Some(Err(_)) => Span::styled("  error   ".to_string(), t.error()),
-                Some(Ok(None)) => Span::styled("  unused  ".to_string(), t.muted()),
-                Some(Ok(Some(s))) => Span::styled(
-                    format!("dist {:.3}", s.error_vs_sum),
+        .map(|m| {
+            let short = &m.name[prefix.min(m.name.len())..];
+            let stale = !matches!(m.figure, Figure::Merged { stale: false, .. });
+            let figure = match m.figure {
+                Figure::Pending => Span::styled("      …   ".to_string(), t.muted()),
+                Figure::Failed => Span::styled("  error   ".to_string(), t.error()),
+                Figure::Unused => Span::styled("  unused  ".to_string(), t.muted()),
+                Figure::Merged { error_vs_sum, .. } => Span::styled(
+                    format!("dist {error_vs_sum:.3}"),
                     super::maybe_stale(stale, Style::default(), t),
                 ),
             };
-            let rank = match slot.map(|s| &s.value) {
-                Some(Ok(Some(s))) => format!(" k{:<3}", s.rank),
+            let rank = match m.figure {
+                Figure::Merged { rank, .. } => format!(" k{rank:<3}"),
                 _ => "     ".into(),
             };
             let line = Line::from(vec![
@@ -66,9 +58,9 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
                 Span::raw(" "),
                 figure,
                 Span::styled(rank, super::maybe_stale(stale, Style::default(), t)),
-                Span::raw(if overridden { "*" } else { " " }),
+                Span::raw(if m.overridden { "*" } else { " " }),
             ]);
-            if selected {
+            if m.selected {
                 line.style(t.highlight())
             } else {
                 line

@@ -10,25 +10,21 @@ use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
 use crate::engine::ModuleView;
-use crate::tui::app::{App, ColourBy};
 use crate::tui::theme::Theme;
+use crate::tui::view::{ColourBy, Units};
 
 /// The symbol centroids are drawn with.
 pub const CENTROID: &str = "×";
 
 /// Draws the panel.
-pub fn render(app: &App, f: &mut Frame, area: Rect) {
-    let t = &app.theme;
-    let stale = app.view_is_stale();
-    let view = app.selected_view();
-    let by = match app.colour_by {
+pub fn render(u: &Units, t: &Theme, f: &mut Frame, area: Rect) {
+    let stale = u.stale;
+    let view = u.view;
+    let by = match u.colour_by {
         ColourBy::Cluster => "cluster",
         ColourBy::Source => "source",
     };
-    let mut title = format!(
-        "Units of {} · colour: {by}",
-        super::tail(app.selected_name(), 40)
-    );
+    let mut title = format!("Units of {} · colour: {by}", super::tail(u.module, 40));
     if let Some(Ok(Some(v))) = view {
         let [a, b] = v.projection.explained;
         title.push_str(&format!(" · PC1 {:.0}% PC2 {:.0}%", a * 100.0, b * 100.0));
@@ -38,8 +34,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
     f.render_widget(block, area);
     let v = match view {
         None => {
-            let msg =
-                Paragraph::new(format!("computing {}…", app.selected_name())).style(t.muted());
+            let msg = Paragraph::new(format!("computing {}…", u.module)).style(t.muted());
             f.render_widget(msg, inner);
             return;
         }
@@ -62,11 +57,11 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         }
         Some(Ok(Some(v))) => v,
     };
-    let legend = pack(legend(app, v, t), inner.width as usize);
+    let legend = pack(legend(u, v, t), inner.width as usize);
     let [plot, legend_area] =
         Layout::vertical([Constraint::Min(1), Constraint::Length(legend.len() as u16)])
             .areas(inner);
-    f.render_widget(canvas(app, v, t), plot);
+    f.render_widget(canvas(u, v, t), plot);
     f.render_widget(
         Paragraph::new(legend).wrap(Wrap { trim: true }),
         legend_area,
@@ -74,16 +69,16 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
 }
 
 /// How each unit is coloured: by cluster when there are clusters and that was asked for.
-fn by_cluster(app: &App, v: &ModuleView) -> bool {
-    app.colour_by == ColourBy::Cluster && !v.labels.is_empty()
+fn by_cluster(u: &Units, v: &ModuleView) -> bool {
+    u.colour_by == ColourBy::Cluster && !v.labels.is_empty()
 }
 
 /// The group (cluster or adapter) of unit `i` and its colour.
-fn group(app: &App, v: &ModuleView, i: usize) -> (usize, ratatui::style::Color) {
-    if by_cluster(app, v) {
-        (v.labels[i], app.theme.cluster(v.labels[i]))
+fn group(u: &Units, v: &ModuleView, t: &Theme, i: usize) -> (usize, ratatui::style::Color) {
+    if by_cluster(u, v) {
+        (v.labels[i], t.cluster(v.labels[i]))
     } else {
-        (v.unit_adapter[i], app.theme.adapter(v.unit_adapter[i]))
+        (v.unit_adapter[i], t.adapter(v.unit_adapter[i]))
     }
 }
 
@@ -111,7 +106,7 @@ fn bounds(v: &ModuleView) -> ([f64; 2], [f64; 2]) {
     (axis(0), axis(1))
 }
 
-fn canvas<'a>(app: &'a App, v: &'a ModuleView, t: &'a Theme) -> impl ratatui::widgets::Widget + 'a {
+fn canvas<'a>(u: &'a Units, v: &'a ModuleView, t: &'a Theme) -> impl ratatui::widgets::Widget + 'a {
     let (xb, yb) = bounds(v);
     Canvas::default()
         .marker(Marker::Dot)
@@ -120,7 +115,7 @@ fn canvas<'a>(app: &'a App, v: &'a ModuleView, t: &'a Theme) -> impl ratatui::wi
         .paint(move |ctx| {
             let n = v.projection.units.nrows();
             let groups: Vec<(usize, ratatui::style::Color)> =
-                (0..n).map(|i| group(app, v, i)).collect();
+                (0..n).map(|i| group(u, v, t, i)).collect();
             if t.color {
                 let mut keys: Vec<usize> = groups.iter().map(|g| g.0).collect();
                 keys.sort_unstable();
@@ -143,7 +138,7 @@ fn canvas<'a>(app: &'a App, v: &'a ModuleView, t: &'a Theme) -> impl ratatui::wi
             } else {
                 // Without colours each unit is drawn as its group's symbol.
                 for (i, &(key, _)) in groups.iter().enumerate() {
-                    let sym = if by_cluster(app, v) {
+                    let sym = if by_cluster(u, v) {
                         t.cluster_symbol(key).to_string()
                     } else {
                         ((b'A' + (key % 26) as u8) as char).to_string()
@@ -186,9 +181,9 @@ pub fn pack(entries: Vec<Vec<Span<'static>>>, width: usize) -> Vec<Line<'static>
 }
 
 /// The legend entries: one per cluster (with its size) or per adapter, then the centroid mark.
-pub fn legend(app: &App, v: &ModuleView, t: &Theme) -> Vec<Vec<Span<'static>>> {
+pub fn legend(u: &Units, v: &ModuleView, t: &Theme) -> Vec<Vec<Span<'static>>> {
     let mut spans = Vec::new();
-    if by_cluster(app, v) {
+    if by_cluster(u, v) {
         let k = v
             .projection
             .points
@@ -211,7 +206,7 @@ pub fn legend(app: &App, v: &ModuleView, t: &Theme) -> Vec<Vec<Span<'static>>> {
         adapters.sort_unstable();
         adapters.dedup();
         for a in adapters {
-            let name = &app.engine.set.adapters[a].name;
+            let name = u.adapter_names.get(a).copied().unwrap_or("?");
             let mark = if t.color {
                 "●".to_string()
             } else {
@@ -222,7 +217,7 @@ pub fn legend(app: &App, v: &ModuleView, t: &Theme) -> Vec<Vec<Span<'static>>> {
                 Style::default().fg(t.adapter(a)),
             )]);
         }
-        if app.colour_by == ColourBy::Cluster {
+        if u.colour_by == ColourBy::Cluster {
             spans.push(vec![Span::styled(
                 "(no clusters for this method) ",
                 t.muted(),

@@ -1,65 +1,22 @@
-//! The status bar: the message of the moment, or the keys that work now; on the right how far
-//! the recomputation has come.
+//! The status bar: the message of the moment, or the keys that work now (from the key
+//! table); on the right how far the recomputation has come.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::tui::app::{App, Focus, Overlay, Status};
-
-/// The keys that do something in the current state, as (key, action).
-pub fn keys(app: &App) -> Vec<(&'static str, &'static str)> {
-    match &app.overlay {
-        Some(Overlay::Help) => vec![("? Esc q", "close")],
-        Some(Overlay::Compare) => vec![("v Esc q", "close")],
-        Some(Overlay::ConfirmQuit) => vec![("y", "quit"), ("any other key", "stay")],
-        Some(Overlay::Sweep(_)) => vec![
-            ("↑↓", "candidate"),
-            ("Enter", "load"),
-            ("e", "export"),
-            ("x", "knob"),
-            ("r", "reload"),
-            ("Esc", "close"),
-        ],
-        Some(Overlay::Export(_)) => vec![
-            ("Tab ↑↓", "field"),
-            ("←→", "change"),
-            ("Enter", "export / close"),
-            ("Esc", "cancel"),
-        ],
-        None if app.filter_editing => vec![("type", "filter"), ("Enter", "keep"), ("Esc", "clear")],
-        None => {
-            // Help and quit first: the end of the line is cut on narrow terminals.
-            let mut k = vec![("?", "help"), ("q", "quit")];
-            k.extend(match app.focus {
-                Focus::Modules => vec![("↑↓", "module"), ("←→ [ ]", "k here"), ("/", "filter")],
-                Focus::Adapters => vec![("↑↓", "adapter"), ("←→", "weight")],
-                Focus::Controls => vec![("↑↓", "control"), ("←→", "change")],
-            });
-            k.extend([
-                ("+ -", "k"),
-                ("m", "method"),
-                ("c", "colour"),
-                ("v", "compare"),
-                ("e", "export"),
-                ("Tab", "panel"),
-            ]);
-            k
-        }
-    }
-}
+use crate::tui::theme::Theme;
+use crate::tui::view::{Status, StatusBar};
 
 /// Draws the bar.
-pub fn render(app: &App, f: &mut Frame, area: Rect) {
-    let t = &app.theme;
-    let (fresh, total) = app.progress();
-    let mut right = if fresh < total || app.view_is_stale() {
-        format!("computing {fresh}/{total} ")
+pub fn render(v: &StatusBar, t: &Theme, f: &mut Frame, area: Rect) {
+    let mut right = if v.fresh < v.total || v.view_stale {
+        format!("computing {}/{} ", v.fresh, v.total)
     } else {
-        format!("{} · up to date ", app.settings.method)
+        format!("{} · up to date ", v.method)
     };
-    if app.unexported() {
+    if v.unexported {
         right.push_str("· not exported ");
     }
     let [left_area, right_area] = Layout::horizontal([
@@ -67,9 +24,9 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         Constraint::Length(right.chars().count() as u16),
     ])
     .areas(area);
-    let left = match &app.status {
+    let left = match v.message {
         Some(Status::Error(e)) => Line::styled(format!(" {e}"), t.error()),
-        Some(Status::Info(m)) if app.overlay.is_none() => Line::from(vec![
+        Some(Status::Info(m)) if !v.popup => Line::from(vec![
             Span::raw(format!(" {m} · ")),
             Span::styled("?", t.key()),
             Span::raw(" help"),
@@ -78,7 +35,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             // Whole key hints only: a hint cut in the middle reads as a different key.
             let mut spans = vec![Span::raw(" ")];
             let mut used = 1;
-            for (k, what) in keys(app) {
+            for &(k, what) in &v.hints {
                 let hint = format!(" {what}  ");
                 let width = k.chars().count() + hint.chars().count();
                 if used + width > left_area.width as usize {
