@@ -245,7 +245,7 @@ fn check_outputs(
     let mut written = Vec::new();
     if let Some(out) = &args.out {
         written.push(out.clone());
-        if settings.format == AdapterFormat::Kohya {
+        if settings.format.is_single_file() {
             written.push(side_file_path(out, settings.format, RECIPE_FILE));
         }
     }

@@ -1,9 +1,11 @@
 //! Reading and writing adapter files.
 
+pub mod diffusers;
 pub mod factors;
 pub mod keys;
 pub mod kohya;
 pub mod mapguard;
+pub mod naming;
 pub mod peft;
 pub mod tensor;
 pub mod write;
@@ -84,8 +86,18 @@ pub fn load_adapter(path: &Path, opts: &LoadOptions) -> Result<Adapter> {
         });
     }
     let file = TensorFile::open(path)?;
-    if keys::looks_like_kohya(file.tensors.keys().map(String::as_str)) {
+    let names = file.tensors.keys().map(String::as_str);
+    if let Some(key) = diffusers::cloneofsimo_key(names.clone()) {
+        return Err(LegoError::unsupported(
+            path,
+            key,
+            "a cloneofsimo `lora_diffusion` file (`unet:N:up` / `unet:N:down` keys) is not supported: its keys number the modules instead of naming them; convert it to diffusers or kohya format first",
+        ));
+    }
+    if keys::looks_like_kohya(names.clone()) {
         kohya::read_file(path, file, opts)
+    } else if diffusers::looks_like_diffusers(names) {
+        diffusers::read_file(path, file, opts)
     } else {
         peft::read_file(path, file, opts)
     }

@@ -222,6 +222,27 @@ pub fn read_with_config(
     config_path: &Path,
     opts: &LoadOptions,
 ) -> Result<Adapter> {
+    read_tensors(user_path, file, config, config_path, opts, AlphaRule::Config)
+}
+
+/// Where a module's alpha comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlphaRule {
+    /// The config (`lora_alpha`, `alpha_pattern`), PEFT's default 8 when it has none.
+    Config,
+    /// α = r for every module (scale 1): a diffusers file without adapter metadata.
+    Rank,
+}
+
+/// [`read_with_config`] with the alpha rule chosen by the caller (the diffusers reader).
+pub fn read_tensors(
+    user_path: &Path,
+    file: TensorFile,
+    config: &PeftConfig,
+    config_path: &Path,
+    opts: &LoadOptions,
+    alpha_rule: AlphaRule,
+) -> Result<Adapter> {
     let path = file.path.clone();
     let mut warnings = Vec::new();
     let mut halves: BTreeMap<&str, Pair> = BTreeMap::new();
@@ -244,13 +265,17 @@ pub fn read_with_config(
             }),
         }
     }
-    if config.r.is_none() {
+    if config.r.is_none() && alpha_rule == AlphaRule::Config {
         warnings.push(format!(
             "{}: `r` is missing; using each module's rank from its lora_A shape",
             config_path.display()
         ));
     }
     let alpha_default = config.lora_alpha.unwrap_or_else(|| {
+        if alpha_rule == AlphaRule::Rank {
+            // Replaced by each module's rank below.
+            return 0.0;
+        }
         warnings.push(format!(
             "{}: `lora_alpha` is missing; assuming PEFT's default of 8",
             config_path.display()
@@ -279,9 +304,12 @@ pub fn read_with_config(
             }
             _ => rank,
         };
-        let alpha = match_pattern(&config.alpha_pattern, module_path)
-            .map(|(_, a)| *a)
-            .unwrap_or(alpha_default);
+        let alpha = match alpha_rule {
+            AlphaRule::Rank => rank as f64,
+            AlphaRule::Config => match_pattern(&config.alpha_pattern, module_path)
+                .map(|(_, a)| *a)
+                .unwrap_or(alpha_default),
+        };
         let scale = if config.use_rslora {
             alpha / (r_eff as f64).sqrt()
         } else {
