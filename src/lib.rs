@@ -30,4 +30,5 @@ pub mod settings;
 pub mod signals;
 pub mod sweep;
 pub mod tui;
+pub mod value_enums;
 pub use error::{LegoError, Result};

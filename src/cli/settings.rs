@@ -1,8 +1,10 @@
 //! The merge-settings flags shared by `merge` and `compare`. Every flag is optional: what is
 //! not given comes from the recipe (with `--recipe`) or from the defaults.
 
-use clap::Args;
+use clap::builder::{PossibleValue, TypedValueParser};
+use clap::{Args, ValueEnum};
 use lora_lego::adapter::AdapterFormat;
+use lora_lego::io::naming::KohyaPrefix;
 use lora_lego::io::tensor::DType;
 use lora_lego::merge::baselines::MajoritySign;
 use lora_lego::recipe::{
@@ -10,15 +12,26 @@ use lora_lego::recipe::{
     UnitBasis,
 };
 
-/// Flags that set merge settings.
+/// Every flag that sets merge settings (`merge`): the method, its parameters, the output.
 #[derive(Debug, Clone, Default, Args)]
 pub struct SettingsArgs {
+    /// lego, lego-tsv, a data-free method (tsv, iso_c, …) or a PEFT combination type (linear, cat, svd, ties, ties_svd, …) [default: lego].
+    #[arg(long, hide_possible_values = true)]
+    pub method: Option<MergeMethod>,
+    /// The method's parameters.
+    #[command(flatten)]
+    pub params: ParamArgs,
+    /// What is written.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// The merge parameters: what `compare` takes too (each method reads its own).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ParamArgs {
     /// Clusters (merged rank) per module [default: 8].
     #[arg(short = 'k', long)]
     pub k: Option<usize>,
-    /// lego, lego-tsv, a data-free method (tsv, iso_c, iso_cts, cart, knots_ties, knots_dare_ties, core_ties, task_arithmetic) or a PEFT combination type (linear, cat, svd, ties, ties_svd, …) [default: lego].
-    #[arg(long)]
-    pub method: Option<MergeMethod>,
     /// One weight per adapter, comma-separated [default: all 1].
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     pub weights: Option<Vec<f64>>,
@@ -26,7 +39,7 @@ pub struct SettingsArgs {
     #[arg(long)]
     pub param_reweight: Option<ParamReweight>,
     /// Output reweighting reference rank: mean, max, off or a number [default: mean].
-    #[arg(long)]
+    #[arg(long, value_parser = OutputReweightParser)]
     pub output_reweight: Option<OutputReweight>,
     /// A free multiplier on B' on top of output reweighting [default: 1].
     #[arg(long)]
@@ -82,15 +95,82 @@ pub struct SettingsArgs {
     /// Quantile clamp of the SVD factors [default: none].
     #[arg(long)]
     pub svd_clamp: Option<f64>,
-    /// Output format: peft or kohya [default: peft].
+}
+
+/// The flags that shape the written adapter.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OutputArgs {
+    /// Output format [default: peft].
     #[arg(long)]
     pub format: Option<AdapterFormat>,
-    /// Output dtype: source, f32, f16 or bf16 [default: source].
+    /// Output dtype [default: source].
     #[arg(long)]
-    pub dtype: Option<String>,
+    pub dtype: Option<OutputDtype>,
     /// Copy the non-LoRA tensors (classifier heads) of this adapter; repeatable.
     #[arg(long = "keep-heads", value_name = "NAME")]
     pub keep_heads: Vec<String>,
+    /// kohya output: the key prefix of every module [default: chosen from the module names].
+    #[arg(long)]
+    pub kohya_prefix: Option<KohyaPrefix>,
+}
+
+/// `--dtype`: the sources' dtype or one of the three written, with the usual aliases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputDtype {
+    /// The sources' dtype (F32 when they differ).
+    Source,
+    /// 32-bit float.
+    #[value(alias = "fp32", alias = "float", alias = "float32")]
+    F32,
+    /// 16-bit IEEE half.
+    #[value(alias = "fp16", alias = "half", alias = "float16")]
+    F16,
+    /// bfloat16.
+    #[value(alias = "bfloat16")]
+    Bf16,
+}
+
+impl OutputDtype {
+    /// The dtype to write (`None` = the sources').
+    pub fn dtype(self) -> Option<DType> {
+        match self {
+            OutputDtype::Source => None,
+            OutputDtype::F32 => Some(DType::F32),
+            OutputDtype::F16 => Some(DType::F16),
+            OutputDtype::Bf16 => Some(DType::BF16),
+        }
+    }
+}
+
+/// Parses `--output-reweight` (a keyword or a number) and offers the keywords to completions.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputReweightParser;
+
+impl TypedValueParser for OutputReweightParser {
+    type Value = OutputReweight;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<OutputReweight, clap::Error> {
+        let text = value.to_string_lossy();
+        text.parse().map_err(|e: String| {
+            let name = arg.map(|a| a.to_string()).unwrap_or_default();
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid value '{text}' for '{name}': {e}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(
+            ["mean", "max", "off"].into_iter().map(PossibleValue::new),
+        ))
+    }
 }
 
 impl SettingsArgs {
@@ -102,12 +182,32 @@ impl SettingsArgs {
                 s = s.with_method(m);
             }
         }
+        let mut s = self.params.apply(s);
+        let o = &self.output;
+        if let Some(f) = o.format {
+            s.format = f;
+        }
+        if let Some(d) = o.dtype {
+            s.dtype = d.dtype();
+        }
+        if !o.keep_heads.is_empty() {
+            s.keep_heads = o.keep_heads.clone();
+        }
+        if o.kohya_prefix.is_some() {
+            s.kohya_prefix = o.kohya_prefix;
+        }
+        Ok(s)
+    }
+}
+
+impl ParamArgs {
+    /// Applies the parameters that were given on top of `s`.
+    pub fn apply(&self, mut s: MergeSettings) -> MergeSettings {
         macro_rules! set {
             ($($field:ident),*) => {$(if let Some(v) = &self.$field { s.$field = v.clone(); })*};
         }
         set!(
             k,
-            method,
             weights,
             param_reweight,
             output_reweight,
@@ -118,7 +218,6 @@ impl SettingsArgs {
             max_iter,
             tol,
             majority_sign,
-            format,
             units,
             kc,
             post,
@@ -140,18 +239,9 @@ impl SettingsArgs {
         if self.svd_clamp.is_some() {
             s.svd_clamp = self.svd_clamp;
         }
-        if let Some(d) = &self.dtype {
-            s.dtype = match d.as_str() {
-                "source" => None,
-                d => Some(d.parse::<DType>().map_err(anyhow::Error::msg)?),
-            };
-        }
         if !self.k_for.is_empty() {
             s.k_overrides = self.k_for.clone();
         }
-        if !self.keep_heads.is_empty() {
-            s.keep_heads = self.keep_heads.clone();
-        }
-        Ok(s)
+        s
     }
 }
