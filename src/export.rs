@@ -207,8 +207,23 @@ pub fn export(
     target: &Path,
     force: bool,
 ) -> Result<Vec<String>> {
-    let recipe = Recipe::describe(&engine.set.adapters, settings)?.to_toml();
+    let recipe = Recipe::describe(&engine.set.adapters, settings)?
+        .portable(&recipe_folder(target, settings.format))
+        .to_toml();
     export_with_recipe(engine, output, settings, target, force, &recipe)
+}
+
+/// The folder a recipe written with an export lives in (paths in it are relative to it): the
+/// PEFT directory itself, or the folder holding a single-file output.
+pub fn recipe_folder(target: &Path, format: AdapterFormat) -> std::path::PathBuf {
+    if format.is_single_file() {
+        match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        }
+    } else {
+        target.to_path_buf()
+    }
 }
 
 /// [`export`] with the recipe text already made (describing hashes every input file, which
@@ -229,10 +244,14 @@ pub fn export_with_recipe(
     // The merge read every input: one that shrank meanwhile gave zeros, not its data.
     crate::io::check_intact(&engine.set.adapters)?;
     let (mut out, notices) = adapter_out(engine, output, settings)?;
+    let parsed = Recipe::parse(Path::new(RECIPE_FILE), recipe)?;
+    let base_model = engine.set.adapters.iter().find_map(|a| a.base_model.as_deref());
+    let card = crate::card::model_card(&parsed, base_model, parsed.eval.as_ref());
     let recipe = recipe.to_string();
     out.metadata
         .insert(RECIPE_METADATA_KEY.into(), recipe.clone());
     out.side_files.push((RECIPE_FILE.into(), recipe));
+    out.side_files.push((crate::card::CARD_FILE.into(), card));
     write_adapter(&out, settings.format, target, force)?;
     Ok(notices)
 }

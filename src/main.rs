@@ -8,6 +8,6 @@ fn main() {
     let parsed = cli::Cli::parse();
     if let Err(e) = cli::run(parsed) {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        std::process::exit(cli::exit_status(&e));
     }
 }

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod compare;
 pub mod eval;
+pub mod inputs;
 pub mod inspect;
 pub mod merge;
 pub mod progress;
@@ -58,6 +59,35 @@ pub enum Command {
         /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+/// A command line that cannot run as given (exit status 2, like clap's own usage errors).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Fails with a usage error (exit status 2).
+#[macro_export]
+macro_rules! usage {
+    ($($t:tt)*) => {
+        return Err(anyhow::Error::new($crate::cli::Usage(format!($($t)*))))
+    };
+}
+
+/// The exit status for an error: 2 for a usage error, 1 for anything else.
+pub fn exit_status(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<Usage>().is_some() {
+        2
+    } else {
+        1
+    }
 }
 
 /// Runs the parsed command line.

@@ -200,7 +200,87 @@ impl SettingsArgs {
     }
 }
 
+/// Which methods read a parameter.
+#[derive(Debug, Clone, Copy)]
+enum Readers {
+    /// Every method.
+    All,
+    /// LoRA-LEGO (plain and presets).
+    Lego,
+    /// LEGO and the methods whose DARE masks are seeded.
+    Seeded,
+    /// PEFT baselines whose names contain one of these parts, and these data-free methods.
+    Named(&'static [&'static str], &'static [&'static str]),
+}
+
+impl Readers {
+    fn read_by(self, method: MergeMethod) -> bool {
+        match (self, method) {
+            (Readers::All, _) => true,
+            (Readers::Lego | Readers::Seeded, m) if m.is_lego() => true,
+            (Readers::Seeded, MergeMethod::Baseline(b)) => b.name().starts_with("dare"),
+            (Readers::Seeded, MergeMethod::DataFree(d)) => d.name() == "knots_dare_ties",
+            (Readers::Named(parts, _), MergeMethod::Baseline(b)) => {
+                parts.iter().any(|p| b.name().contains(p))
+            }
+            (Readers::Named(_, names), MergeMethod::DataFree(d)) => names.contains(&d.name()),
+            _ => false,
+        }
+    }
+}
+
 impl ParamArgs {
+    /// The flags given that `method` does not read (`--method svd -k 3` is still rank 8).
+    pub fn ignored_by(&self, method: MergeMethod) -> Vec<&'static str> {
+        let lego = Readers::Lego;
+        let svd = Readers::Named(&["svd"], &[]);
+        let pruned = Readers::Named(
+            &["ties", "dare", "magnitude"],
+            &["core_ties", "knots_ties", "knots_dare_ties"],
+        );
+        let flags: [(&str, bool, Readers); 22] = [
+            ("-k", self.k.is_some(), lego),
+            ("--k-for", !self.k_for.is_empty(), lego),
+            ("--weights", self.weights.is_some(), Readers::All),
+            ("--param-reweight", self.param_reweight.is_some(), lego),
+            ("--output-reweight", self.output_reweight.is_some(), lego),
+            ("--output-scale", self.output_scale.is_some(), lego),
+            ("--space", self.space.is_some(), lego),
+            ("--seed", self.seed.is_some(), Readers::Seeded),
+            ("--n-init", self.n_init.is_some(), lego),
+            ("--max-iter", self.max_iter.is_some(), lego),
+            ("--tol", self.tol.is_some(), lego),
+            ("--svd-rank", self.svd_rank.is_some(), svd),
+            ("--density", self.density.is_some(), pruned),
+            ("--scale", self.scale.is_some(), Readers::All),
+            ("--units", self.units.is_some(), lego),
+            ("--kc", self.kc.is_some(), lego),
+            ("--post", self.post.is_some(), lego),
+            ("--ensemble", self.ensemble.is_some(), lego),
+            (
+                "--rank-fraction",
+                self.rank_fraction.is_some(),
+                Readers::Named(&[], &["cart"]),
+            ),
+            (
+                "--common-fraction",
+                self.common_fraction.is_some(),
+                Readers::Named(&[], &["iso_cts"]),
+            ),
+            (
+                "--majority-sign",
+                self.majority_sign.is_some(),
+                Readers::Named(&["ties"], &[]),
+            ),
+            ("--svd-clamp", self.svd_clamp.is_some(), svd),
+        ];
+        flags
+            .into_iter()
+            .filter(|(_, given, readers)| *given && !readers.read_by(method))
+            .map(|(flag, _, _)| flag)
+            .collect()
+    }
+
     /// Applies the parameters that were given on top of `s`.
     pub fn apply(&self, mut s: MergeSettings) -> MergeSettings {
         macro_rules! set {

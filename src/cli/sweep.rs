@@ -302,7 +302,16 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", out.display()))?;
         let side = side_file_path(out, settings.format, RECIPE_FILE);
         replace_text(&side, &text)?;
-        write_card(out, settings.format, &model_card(&recipe, &eval))?;
+        let base_model = engine
+            .set
+            .adapters
+            .iter()
+            .find_map(|a| a.base_model.as_deref());
+        write_card(
+            out,
+            settings.format,
+            &model_card(&recipe, base_model, Some(&eval)),
+        )?;
         println!("exported the best candidate to {}", out.display());
     }
     Ok(())

@@ -103,6 +103,35 @@ pub fn load_adapter(path: &Path, opts: &LoadOptions) -> Result<Adapter> {
     }
 }
 
+/// The adapters a folder holds when it is not one itself (an adapter is a subfolder with PEFT
+/// files, or a `.safetensors` file), sorted; empty for anything else.
+pub fn adapters_inside(dir: &Path) -> Vec<std::path::PathBuf> {
+    if !dir.is_dir() || dir.join(peft::WEIGHTS_NAME).exists() {
+        return Vec::new();
+    }
+    sub_adapters(dir)
+}
+
+/// The subfolders of `dir` holding a PEFT adapter and its `.safetensors` files, sorted.
+fn sub_adapters(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            if p.is_dir() {
+                p.join(peft::WEIGHTS_NAME).is_file()
+            } else {
+                p.extension().and_then(|e| e.to_str()) == Some("safetensors")
+            }
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 /// Every file read for `adapter`, in hashing order: its PEFT config (a directory's, or the one
 /// found beside a bare `.safetensors`), then its weights.
 pub fn input_files(adapter: &Adapter) -> Vec<std::path::PathBuf> {

@@ -165,7 +165,15 @@ pub fn read_dir(dir: &Path, opts: &LoadOptions) -> Result<Adapter> {
     let config = dir.join(CONFIG_NAME);
     // `exists`, not `is_file`: a FIFO or directory of that name is refused by name when opened.
     if !weights.exists() {
-        let reason = if dir.join("adapter_model.bin").is_file() {
+        let inside = super::adapters_inside(dir);
+        let reason = if !inside.is_empty() {
+            let names: Vec<String> = inside.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                "not an adapter but a folder of {} adapters: {}; name the ones to use",
+                inside.len(),
+                names.join(", ")
+            )
+        } else if dir.join("adapter_model.bin").is_file() {
             "holds adapter_model.bin (a pickle); only safetensors adapters are read — convert it with PEFT's save_pretrained(safe_serialization=True)".to_string()
         } else {
             format!("no {WEIGHTS_NAME} in this directory: not a PEFT adapter directory")
@@ -182,7 +190,20 @@ pub fn read_dir(dir: &Path, opts: &LoadOptions) -> Result<Adapter> {
         });
     }
     let file = TensorFile::open(&weights)?;
-    read_with_config(dir, file, &PeftConfig::read(&config)?, &config, opts)
+    let mut adapter = read_with_config(dir, file, &PeftConfig::read(&config)?, &config, opts)?;
+    let more: Vec<String> = super::sub_adapters(dir)
+        .iter()
+        .filter(|p| p.is_dir())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !more.is_empty() {
+        adapter.warnings.push(format!(
+            "{}: also holds adapters in subfolders ({}), PEFT's layout for several adapters; only the one at the top is read, name the others to use them",
+            dir.display(),
+            more.join(", ")
+        ));
+    }
+    Ok(adapter)
 }
 
 /// Reads a bare PEFT `.safetensors` whose config sits beside it.

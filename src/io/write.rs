@@ -120,6 +120,16 @@ impl AdapterOut {
         }
     }
 
+    /// Bytes of every tensor to write (factors and kept heads), the file's size less its header.
+    pub fn tensor_bytes(&self) -> usize {
+        let factors: usize = self
+            .modules
+            .iter()
+            .map(|m| m.a.bytes().len() + m.b.bytes().len())
+            .sum();
+        factors + self.extras.iter().map(|e| e.tensor.bytes().len()).sum::<usize>()
+    }
+
     /// The scale each module's alpha implies.
     fn scale(&self, m: &OutModule) -> f64 {
         if self.use_rslora {
@@ -402,7 +412,11 @@ fn write_single_file(
         .collect();
     check_target(file, force, Replaceable::Adapter)?;
     for (side, _) in &sides {
-        check_target(side, force, Replaceable::Recipe)?;
+        let what = match side.to_string_lossy().ends_with(crate::card::CARD_FILE) {
+            true => Replaceable::Card,
+            false => Replaceable::Recipe,
+        };
+        check_target(side, force, what)?;
     }
     check_parent(file)?;
     sweep_stale(file);
@@ -501,6 +515,8 @@ pub enum Replaceable {
     Adapter,
     /// A recipe file lora-lego wrote.
     Recipe,
+    /// A model card lora-lego wrote.
+    Card,
 }
 
 /// Refuses an existing target unless `force`, and even with `force` anything lora-lego did not
@@ -536,6 +552,10 @@ fn not_ours(target: &Path, meta: &std::fs::Metadata, what: Replaceable) -> Optio
             let text = std::fs::read_to_string(target).unwrap_or_default();
             let ours = text.starts_with(RECIPE_HEADER) || Recipe::parse(target, &text).is_ok();
             (!ours).then(|| "it is not a lora-lego recipe".into())
+        }
+        Replaceable::Card if kind.is_file() => {
+            let text = std::fs::read_to_string(target).unwrap_or_default();
+            (!text.contains(crate::card::CARD_TAG)).then(|| "it is not a lora-lego model card".into())
         }
         Replaceable::Adapter if kind.is_file() => safetensors_header(target)
             .is_none()
