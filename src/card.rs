@@ -19,11 +19,7 @@ pub const CARD_TAG: &str = "- lora-lego\n";
 
 /// The card's Markdown for `recipe` (whose text is `recipe_text`), its base model and its
 /// evaluation, if any.
-pub fn model_card(
-    recipe: &Recipe,
-    base_model: Option<&str>,
-    eval: Option<&EvalRecord>,
-) -> String {
+pub fn model_card(recipe: &Recipe, base_model: Option<&str>, eval: Option<&EvalRecord>) -> String {
     let mut s = String::from("---\n");
     if let Some(b) = base_model {
         s.push_str(&format!("base_model: {}\n", yaml_string(b)));
@@ -34,9 +30,7 @@ pub fn model_card(
     s.push_str(&format!(
         "Merged by lora-lego from {} adapter(s){} with method `{}`.\n\n## Sources\n\n",
         recipe.adapters.len(),
-        base_model
-            .map(|b| format!(" on `{b}`"))
-            .unwrap_or_default(),
+        base_model.map(|b| format!(" on `{b}`")).unwrap_or_default(),
         recipe.merge.method
     ));
     for a in &recipe.adapters {

@@ -6,12 +6,12 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::adapter::AdapterFormat;
+use crate::align::two_text_encoders;
 use crate::engine::{Engine, MergeOutput};
 use crate::error::{LegoError, Result};
 use crate::io::factors::stored_shapes;
-use crate::io::tensor::{DType, TensorRef};
-use crate::align::two_text_encoders;
 use crate::io::naming::{kohya_stem, reprefix, KohyaPrefix};
+use crate::io::tensor::{DType, TensorRef};
 use crate::io::write::{side_file_path, write_adapter, AdapterOut, ModuleNames, OutModule};
 use crate::output_guard::Inputs;
 use crate::recipe::{Recipe, RECIPE_FILE, RECIPE_METADATA_KEY};
@@ -245,7 +245,11 @@ pub fn export_with_recipe(
     crate::io::check_intact(&engine.set.adapters)?;
     let (mut out, notices) = adapter_out(engine, output, settings)?;
     let parsed = Recipe::parse(Path::new(RECIPE_FILE), recipe)?;
-    let base_model = engine.set.adapters.iter().find_map(|a| a.base_model.as_deref());
+    let base_model = engine
+        .set
+        .adapters
+        .iter()
+        .find_map(|a| a.base_model.as_deref());
     let card = crate::card::model_card(&parsed, base_model, parsed.eval.as_ref());
     let recipe = recipe.to_string();
     out.metadata

@@ -45,10 +45,7 @@ value_enum!(
     aliases { UnitBasis::Centred => "centered" }
 );
 value_enum!(PostStep, [PostStep::None, PostStep::Iso, PostStep::Tsv]);
-value_enum!(
-    MajoritySign,
-    [MajoritySign::Total, MajoritySign::Frequency]
-);
+value_enum!(MajoritySign, [MajoritySign::Total, MajoritySign::Frequency]);
 
 static METHODS: LazyLock<Vec<MergeMethod>> = LazyLock::new(MergeMethod::all);
 

@@ -16,7 +16,10 @@ pub enum Folders {
 
 /// The adapters `paths` name, with notes on what was skipped or expanded. Files that cannot be
 /// adapters (`README.md`, `*.json` …) are skipped when other arguments remain.
-pub fn adapter_paths(paths: &[PathBuf], folders: Folders) -> anyhow::Result<(Vec<PathBuf>, Vec<String>)> {
+pub fn adapter_paths(
+    paths: &[PathBuf],
+    folders: Folders,
+) -> anyhow::Result<(Vec<PathBuf>, Vec<String>)> {
     let mut out = Vec::new();
     let mut notes = Vec::new();
     for p in paths {

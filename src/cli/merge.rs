@@ -3,8 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use lora_lego::export::{adapter_out, recipe_folder};
-use lora_lego::recipe::absolute;
 use clap::Args;
 use lora_lego::adapter::Adapter;
 use lora_lego::align::ModuleSet;
@@ -12,10 +10,12 @@ use lora_lego::card::{model_card, write_card};
 use lora_lego::compare::adapter_retention;
 use lora_lego::engine::{Engine, MergeOutput};
 use lora_lego::eval::EvalRecord;
+use lora_lego::export::{adapter_out, recipe_folder};
 use lora_lego::io::write::{atomic_file, check_target, side_file_path, write_text, Replaceable};
 use lora_lego::io::{load_all, LoadOptions};
 use lora_lego::metrics::mean;
 use lora_lego::output_guard::{resolve, Inputs};
+use lora_lego::recipe::absolute;
 use lora_lego::recipe::RECIPE_FILE;
 use lora_lego::recipe::{MergeSettings, Recipe};
 use lora_lego::LegoError;
@@ -164,7 +164,13 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         false => (args.save_recipe.clone(), out),
     };
     // An input at the output is refused first: that is the message that matters there.
-    check_outputs(args, out.as_deref(), save_recipe.as_deref(), &settings, &adapters)?;
+    check_outputs(
+        args,
+        out.as_deref(),
+        save_recipe.as_deref(),
+        &settings,
+        &adapters,
+    )?;
     if let Some(out) = &out {
         check_target(out, args.force, Replaceable::Adapter).map_err(force_hint)?;
     }
@@ -187,8 +193,10 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         };
         let folder = r.parent().unwrap_or(Path::new("."));
         let text = saved.portable(folder).to_toml();
-        atomic_file(r, args.force, Replaceable::Recipe, |tmp| write_text(tmp, &text))
-            .map_err(force_hint)?;
+        atomic_file(r, args.force, Replaceable::Recipe, |tmp| {
+            write_text(tmp, &text)
+        })
+        .map_err(force_hint)?;
     }
     if out.is_none() && !args.dry_run {
         for n in &notices {
@@ -349,7 +357,12 @@ fn flag_notices(args: &MergeArgs, settings: &MergeSettings, engine: &Engine) -> 
     if settings.method.is_lego() {
         for o in &settings.k_overrides {
             let Ok(re) = o.matcher() else { continue };
-            if !engine.set.modules.iter().any(|m| re.is_match(m.key.as_str())) {
+            if !engine
+                .set
+                .modules
+                .iter()
+                .any(|m| re.is_match(m.key.as_str()))
+            {
                 let example = engine.set.modules.first().map(|m| m.key.to_string());
                 notes.push(format!(
                     "--k-for `{}={}` matches no module (module names look like `{}`)",

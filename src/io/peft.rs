@@ -243,7 +243,14 @@ pub fn read_with_config(
     config_path: &Path,
     opts: &LoadOptions,
 ) -> Result<Adapter> {
-    read_tensors(user_path, file, config, config_path, opts, AlphaRule::Config)
+    read_tensors(
+        user_path,
+        file,
+        config,
+        config_path,
+        opts,
+        AlphaRule::Config,
+    )
 }
 
 /// Where a module's alpha comes from.

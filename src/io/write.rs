@@ -127,7 +127,12 @@ impl AdapterOut {
             .iter()
             .map(|m| m.a.bytes().len() + m.b.bytes().len())
             .sum();
-        factors + self.extras.iter().map(|e| e.tensor.bytes().len()).sum::<usize>()
+        factors
+            + self
+                .extras
+                .iter()
+                .map(|e| e.tensor.bytes().len())
+                .sum::<usize>()
     }
 
     /// The scale each module's alpha implies.
@@ -374,7 +379,10 @@ pub fn write_diffusers(out: &AdapterOut, file: &Path, force: bool) -> Result<()>
     insert_extras(&mut tensors, &out.extras)?;
     let mut packed = Map::new();
     for (component, modules) in parts {
-        let targets: Vec<String> = modules.iter().filter_map(|m| m.names.peft.clone()).collect();
+        let targets: Vec<String> = modules
+            .iter()
+            .filter_map(|m| m.names.peft.clone())
+            .collect();
         let part = AdapterOut {
             modules,
             use_rslora: out.use_rslora,
@@ -555,7 +563,8 @@ fn not_ours(target: &Path, meta: &std::fs::Metadata, what: Replaceable) -> Optio
         }
         Replaceable::Card if kind.is_file() => {
             let text = std::fs::read_to_string(target).unwrap_or_default();
-            (!text.contains(crate::card::CARD_TAG)).then(|| "it is not a lora-lego model card".into())
+            (!text.contains(crate::card::CARD_TAG))
+                .then(|| "it is not a lora-lego model card".into())
         }
         Replaceable::Adapter if kind.is_file() => safetensors_header(target)
             .is_none()
