@@ -45,7 +45,7 @@ pub struct Cli {
 pub enum Command {
     /// Show what each adapter holds: modules, shapes, ranks, scalings, ‖ΔW‖, non-LoRA tensors.
     Inspect(inspect::InspectArgs),
-    /// Merge adapters into one and write it (PEFT directory or kohya file).
+    /// Merge adapters into one and write it (a PEFT directory, a kohya or a diffusers file).
     Merge(Box<merge::MergeArgs>),
     /// Every method side by side on the same adapters: rank, distance to the sum, cosines, size, time (with --eval, a score).
     Compare(Box<compare::CompareArgs>),

@@ -35,16 +35,16 @@ pub struct ParamArgs {
     /// One weight per adapter, comma-separated [default: all 1].
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     pub weights: Option<Vec<f64>>,
-    /// Parameter reweighting norm: linf, l2 or off [default: linf].
+    /// Parameter reweighting norm [default: linf].
     #[arg(long)]
     pub param_reweight: Option<ParamReweight>,
-    /// Output reweighting reference rank: mean, max, off or a number [default: mean].
+    /// Output reweighting reference rank: a keyword or a number [default: mean].
     #[arg(long, value_parser = OutputReweightParser)]
     pub output_reweight: Option<OutputReweight>,
     /// A free multiplier on B' on top of output reweighting [default: 1].
     #[arg(long)]
     pub output_scale: Option<f64>,
-    /// Feature space for clustering: plain, sign-aware or balanced [default: plain].
+    /// Feature space for clustering [default: plain].
     #[arg(long)]
     pub space: Option<FeatureSpace>,
     /// k-means (and DARE) seed [default: 0].
@@ -71,13 +71,13 @@ pub struct ParamArgs {
     /// The method's λ / α; a plain multiplier of ΔW for methods without one [default: the method's].
     #[arg(long)]
     pub scale: Option<f64>,
-    /// LEGO units: raw, svd or centred [default: raw; lego-tsv: centred].
+    /// LEGO units [default: raw; lego-tsv: centred].
     #[arg(long)]
     pub units: Option<UnitBasis>,
     /// LEGO centred units per task [default: 6].
     #[arg(long)]
     pub kc: Option<usize>,
-    /// LEGO post-step: none, iso or tsv [default: none; lego-tsv: tsv].
+    /// LEGO post-step [default: none; lego-tsv: tsv].
     #[arg(long)]
     pub post: Option<PostStep>,
     /// LEGO: average the merges of this many k-means seeds [default: 1; lego-tsv: 10].
@@ -89,7 +89,7 @@ pub struct ParamArgs {
     /// Iso-CTS: the common subspace's fraction of the core size [default: 0.8].
     #[arg(long)]
     pub common_fraction: Option<f64>,
-    /// TIES sign election: total or frequency [default: total].
+    /// TIES sign election [default: total].
     #[arg(long)]
     pub majority_sign: Option<MajoritySign>,
     /// Quantile clamp of the SVD factors [default: none].
