@@ -238,25 +238,52 @@ impl ParamArgs {
             &["ties", "dare", "magnitude"],
             &["core_ties", "knots_ties", "knots_dare_ties"],
         );
+        // A flag set to its default changes nothing, whatever the method (the explorer's
+        // command lines spell every default out).
+        let d = MergeSettings::default();
         let flags: [(&str, bool, Readers); 22] = [
-            ("-k", self.k.is_some(), lego),
+            ("-k", self.k.is_some_and(|v| v != d.k), lego),
             ("--k-for", !self.k_for.is_empty(), lego),
             ("--weights", self.weights.is_some(), Readers::All),
-            ("--param-reweight", self.param_reweight.is_some(), lego),
-            ("--output-reweight", self.output_reweight.is_some(), lego),
-            ("--output-scale", self.output_scale.is_some(), lego),
-            ("--space", self.space.is_some(), lego),
-            ("--seed", self.seed.is_some(), Readers::Seeded),
-            ("--n-init", self.n_init.is_some(), lego),
-            ("--max-iter", self.max_iter.is_some(), lego),
-            ("--tol", self.tol.is_some(), lego),
+            (
+                "--param-reweight",
+                self.param_reweight.is_some_and(|v| v != d.param_reweight),
+                lego,
+            ),
+            (
+                "--output-reweight",
+                self.output_reweight.is_some_and(|v| v != d.output_reweight),
+                lego,
+            ),
+            (
+                "--output-scale",
+                self.output_scale.is_some_and(|v| v != d.output_scale),
+                lego,
+            ),
+            ("--space", self.space.is_some_and(|v| v != d.space), lego),
+            (
+                "--seed",
+                self.seed.is_some_and(|v| v != d.seed),
+                Readers::Seeded,
+            ),
+            ("--n-init", self.n_init.is_some_and(|v| v != d.n_init), lego),
+            (
+                "--max-iter",
+                self.max_iter.is_some_and(|v| v != d.max_iter),
+                lego,
+            ),
+            ("--tol", self.tol.is_some_and(|v| v != d.tol), lego),
             ("--svd-rank", self.svd_rank.is_some(), svd),
             ("--density", self.density.is_some(), pruned),
             ("--scale", self.scale.is_some(), Readers::All),
-            ("--units", self.units.is_some(), lego),
-            ("--kc", self.kc.is_some(), lego),
-            ("--post", self.post.is_some(), lego),
-            ("--ensemble", self.ensemble.is_some(), lego),
+            ("--units", self.units.is_some_and(|v| v != d.units), lego),
+            ("--kc", self.kc.is_some_and(|v| v != d.kc), lego),
+            ("--post", self.post.is_some_and(|v| v != d.post), lego),
+            (
+                "--ensemble",
+                self.ensemble.is_some_and(|v| v != d.ensemble),
+                lego,
+            ),
             (
                 "--rank-fraction",
                 self.rank_fraction.is_some(),
@@ -269,7 +296,7 @@ impl ParamArgs {
             ),
             (
                 "--majority-sign",
-                self.majority_sign.is_some(),
+                self.majority_sign.is_some_and(|v| v != d.majority_sign),
                 Readers::Named(&["ties"], &[]),
             ),
             ("--svd-clamp", self.svd_clamp.is_some(), svd),
