@@ -455,3 +455,40 @@ fn a_cloneofsimo_file_is_refused_by_its_real_name() {
     );
     assert!(!e.contains("no config"), "{e}");
 }
+
+#[test]
+fn a_diffusers_file_and_a_kohya_file_of_the_same_network_merge_module_by_module() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("d.safetensors");
+    diffusers_file(&src, true);
+    let k = tmp.path().join("k.safetensors");
+    ok(&run(&[
+        &"merge",
+        &src,
+        &"--method",
+        &"cat",
+        &"--format",
+        &"kohya",
+        &"-o",
+        &k,
+    ]));
+    let opts = Default::default();
+    let set = lora_lego::align::ModuleSet::new(vec![
+        lora_lego::io::load_adapter(&src, &opts).unwrap(),
+        lora_lego::io::load_adapter(&k, &opts).unwrap(),
+    ])
+    .unwrap();
+    assert_eq!(set.modules.len(), 2);
+    for m in &set.modules {
+        assert_eq!(m.sources.len(), 2, "{} not aligned", m.key);
+        let d0: Vec<f64> = dense_delta(set.source(m.sources[0]))
+            .iter()
+            .copied()
+            .collect();
+        let d1: Vec<f64> = dense_delta(set.source(m.sources[1]))
+            .iter()
+            .copied()
+            .collect();
+        assert!(max_rel(&d1, &d0) < 1e-6, "{}", m.key);
+    }
+}
