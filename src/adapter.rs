@@ -160,13 +160,30 @@ pub struct ExtraTensor {
 }
 
 /// The file format an adapter came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AdapterFormat {
-    /// Hugging Face PEFT.
+    /// Hugging Face PEFT: a directory with adapter_config.json.
     Peft,
-    /// kohya / sd-scripts.
+    /// kohya / sd-scripts: one .safetensors file (lora_unet_… / lora_te_… keys).
     Kohya,
+    /// diffusers' pytorch_lora_weights.safetensors: one file (unet.… / text_encoder.… keys).
+    Diffusers,
+}
+
+impl AdapterFormat {
+    /// Whether an adapter of this format is one `.safetensors` file (side files go beside it).
+    pub fn is_single_file(self) -> bool {
+        self != AdapterFormat::Peft
+    }
+
+    /// Whether modules are named by dotted paths (PEFT, diffusers) rather than kohya's
+    /// flattened stems.
+    pub fn has_dotted_paths(self) -> bool {
+        self != AdapterFormat::Kohya
+    }
 }
 
 impl fmt::Display for AdapterFormat {
@@ -174,6 +191,7 @@ impl fmt::Display for AdapterFormat {
         f.write_str(match self {
             AdapterFormat::Peft => "peft",
             AdapterFormat::Kohya => "kohya",
+            AdapterFormat::Diffusers => "diffusers",
         })
     }
 }
@@ -184,7 +202,10 @@ impl std::str::FromStr for AdapterFormat {
         match s {
             "peft" => Ok(AdapterFormat::Peft),
             "kohya" => Ok(AdapterFormat::Kohya),
-            _ => Err(format!("unknown format `{s}` (expected peft or kohya)")),
+            "diffusers" => Ok(AdapterFormat::Diffusers),
+            _ => Err(format!(
+                "unknown format `{s}` (expected peft, kohya or diffusers)"
+            )),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use crate::adapter::{Adapter, AdapterFormat, LoraKind, LoraModule, ModuleKey};
 use crate::error::{LegoError, Result};
 use crate::io::keys::split_kohya_stem;
+use crate::io::naming::{component_of, Component};
 use crate::io::write::ModuleNames;
 
 /// One module across all adapters.
@@ -100,6 +101,12 @@ fn alignment_ids(adapters: &[Adapter]) -> Vec<Vec<String>> {
                         let (p, rest) = split_kohya_stem(m.key.as_str());
                         (p.to_string(), rest.to_string())
                     }
+                    // Keyed like kohya (component as prefix) so both line up module by module.
+                    AdapterFormat::Diffusers => {
+                        let (c, inner) = component_of(m.key.as_str());
+                        let prefix = c.kohya_prefix(two_text_encoders(a));
+                        (prefix.as_str().to_string(), inner.replace('.', "_"))
+                    }
                 })
                 .collect();
             let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -124,7 +131,7 @@ fn aligned(adapters: &[Adapter], sources: Vec<(usize, usize)>) -> Result<Aligned
     let first = module(sources[0]);
     let peft = sources
         .iter()
-        .find(|(ai, _)| adapters[*ai].format == AdapterFormat::Peft)
+        .find(|(ai, _)| adapters[*ai].format.has_dotted_paths())
         .copied();
     let kohya = sources
         .iter()
@@ -186,4 +193,11 @@ fn base_model_warnings(adapters: &[Adapter]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// Whether `a` adapts both of SDXL's text encoders (kohya then says `lora_te1_`, not `lora_te_`).
+pub fn two_text_encoders(a: &Adapter) -> bool {
+    a.modules
+        .iter()
+        .any(|m| component_of(m.key.as_str()).0 == Component::TextEncoder2)
 }

@@ -43,6 +43,16 @@ pub fn compare(
     settings: &MergeSettings,
     methods: &[MergeMethod],
 ) -> Vec<MethodRow> {
+    compare_with(engine, settings, methods, &|_| {})
+}
+
+/// [`compare`], calling `done` after each method (progress for a run of ~30 s).
+pub fn compare_with(
+    engine: &Engine,
+    settings: &MergeSettings,
+    methods: &[MergeMethod],
+    done: &dyn Fn(MergeMethod),
+) -> Vec<MethodRow> {
     methods
         .iter()
         .map(|&method| {
@@ -50,6 +60,7 @@ pub fn compare(
             let t = Instant::now();
             let result = engine.merge_all(&s);
             let millis = t.elapsed().as_secs_f64() * 1e3;
+            done(method);
             match result {
                 Ok(out) => row(engine, method, &out, millis),
                 Err(e) => MethodRow {

@@ -6,11 +6,13 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::adapter::AdapterFormat;
+use crate::align::two_text_encoders;
 use crate::engine::{Engine, MergeOutput};
 use crate::error::{LegoError, Result};
 use crate::io::factors::stored_shapes;
+use crate::io::naming::{kohya_stem, reprefix, KohyaPrefix};
 use crate::io::tensor::{DType, TensorRef};
-use crate::io::write::{side_file_path, write_adapter, AdapterOut, OutModule};
+use crate::io::write::{side_file_path, write_adapter, AdapterOut, ModuleNames, OutModule};
 use crate::output_guard::Inputs;
 use crate::recipe::{Recipe, RECIPE_FILE, RECIPE_METADATA_KEY};
 use crate::settings::MergeSettings;
@@ -35,6 +37,7 @@ pub fn adapter_out(
             "the merge leaves no module to write (every adapter has weight 0, or no module has a rank above 0); nothing was written".into(),
         ));
     }
+    let two_te = set.adapters.iter().any(two_text_encoders);
     let modules = output
         .modules
         .iter()
@@ -42,13 +45,15 @@ pub fn adapter_out(
             let aligned = &set.modules[m.module];
             let k = m.rank();
             let (a_shape, b_shape) = stored_shapes(&aligned.kind, k, aligned.d_in, aligned.d_out);
+            let names = output_names(engine, aligned, settings.kohya_prefix, two_te);
             let name = match settings.format {
-                AdapterFormat::Peft => aligned.names.peft.as_deref(),
                 AdapterFormat::Kohya => None,
+                _ => names.peft.clone(),
             }
-            .unwrap_or(&aligned.names.kohya);
+            .unwrap_or_else(|| names.kohya.clone());
+            let name = name.as_str();
             Ok(OutModule {
-                names: aligned.names.clone(),
+                names,
                 kind: aligned.kind.clone(),
                 a: encode_finite(&m.a, a_shape, dtype, name, "A")?,
                 b: encode_finite(&m.b, b_shape, dtype, name, "B")?,
@@ -59,11 +64,18 @@ pub fn adapter_out(
         })
         .collect::<Result<_>>()?;
     let (extras, modules_to_save) = kept_heads(engine, settings, &mut notices)?;
-    let config_template = set
+    let mut config_template = set
         .adapters
         .iter()
         .find(|a| a.format == AdapterFormat::Peft)
         .and_then(|a| a.config.clone());
+    if let Some(cfg) = &mut config_template {
+        settle_task_type(engine, settings, cfg, extras.is_empty(), &mut notices);
+    }
+    let metadata = match settings.format {
+        AdapterFormat::Kohya => carried_kohya_metadata(&set.adapters, &mut notices),
+        _ => Default::default(),
+    };
     let out = AdapterOut {
         modules,
         extras,
@@ -71,10 +83,119 @@ pub fn adapter_out(
         config_template,
         target_modules: Some(union_target_modules(engine)),
         modules_to_save,
-        metadata: Default::default(),
+        metadata,
         side_files: Vec::new(),
     };
     Ok((out, notices))
+}
+
+/// PEFT task types whose model class adds a head to `modules_to_save` on load, and then
+/// expects that head's weights in the file.
+const HEAD_TASK_TYPES: &[&str] = &["SEQ_CLS", "TOKEN_CLS", "QUESTION_ANS"];
+
+/// The output's `task_type`: the kept heads' adapter's, or `null` when no head is written and
+/// the type would make PEFT look for one (`PeftModel.from_pretrained` then fails).
+fn settle_task_type(
+    engine: &Engine,
+    settings: &MergeSettings,
+    cfg: &mut serde_json::Map<String, Value>,
+    no_heads: bool,
+    notices: &mut Vec<String>,
+) {
+    let kept = engine
+        .set
+        .adapters
+        .iter()
+        .find(|a| settings.keep_heads.contains(&a.name))
+        .and_then(|a| a.config.as_ref());
+    if let (Some(kept), false) = (kept, no_heads) {
+        let task = kept.get("task_type").cloned().unwrap_or(Value::Null);
+        cfg.insert("task_type".into(), task);
+        return;
+    }
+    let task = cfg.get("task_type").and_then(Value::as_str).unwrap_or("");
+    if HEAD_TASK_TYPES.contains(&task) {
+        notices.push(format!(
+            "task_type `{task}` written as null: no classifier head is in the output, and PEFT would look for one on load; keep a source's heads to export a {task} adapter"
+        ));
+        cfg.insert("task_type".into(), Value::Null);
+    }
+}
+
+/// Header entries of kohya files that describe the base model and the network, not one file's
+/// weights: carried into a kohya output when every source that has kohya metadata agrees.
+const KOHYA_CARRIED: &[&str] = &[
+    "ss_network_args",
+    "ss_v2",
+    "ss_base_model_version",
+    "ss_sd_model_name",
+];
+
+/// The kohya metadata of the sources that agree; the file hashes (`sshs_*`,
+/// `modelspec.hash_sha256`) describe a source's own weights and would be false on a merge.
+fn carried_kohya_metadata(
+    adapters: &[crate::adapter::Adapter],
+    notices: &mut Vec<String>,
+) -> std::collections::BTreeMap<String, String> {
+    let with_meta: Vec<&crate::adapter::Adapter> = adapters
+        .iter()
+        .filter(|a| {
+            a.metadata
+                .keys()
+                .any(|k| k.starts_with("ss_") || k.starts_with("modelspec."))
+        })
+        .collect();
+    let mut keys: BTreeSet<&String> = BTreeSet::new();
+    for a in &with_meta {
+        keys.extend(a.metadata.keys().filter(|k| {
+            KOHYA_CARRIED.contains(&k.as_str())
+                || (k.starts_with("modelspec.") && k.as_str() != "modelspec.hash_sha256")
+        }));
+    }
+    let mut carried = std::collections::BTreeMap::new();
+    let mut differ = Vec::new();
+    for key in keys {
+        let values: BTreeSet<Option<&String>> =
+            with_meta.iter().map(|a| a.metadata.get(key)).collect();
+        match values.into_iter().collect::<Vec<_>>().as_slice() {
+            [Some(v)] => {
+                carried.insert(key.clone(), (*v).clone());
+            }
+            _ => differ.push(key.as_str()),
+        }
+    }
+    if !differ.is_empty() {
+        notices.push(format!(
+            "kohya metadata left out because the sources differ on it: {}",
+            differ.join(", ")
+        ));
+    }
+    carried
+}
+
+/// How a merged module is named in the output: a kohya source's stem when there is one (its
+/// prefix replaced by `prefix` when given), else a stem chosen from the module path.
+fn output_names(
+    engine: &Engine,
+    aligned: &crate::align::AlignedModule,
+    prefix: Option<KohyaPrefix>,
+    two_te: bool,
+) -> ModuleNames {
+    let from_kohya = aligned
+        .sources
+        .iter()
+        .any(|(ai, _)| engine.set.adapters[*ai].format == AdapterFormat::Kohya);
+    let kohya = match (&aligned.names.peft, from_kohya) {
+        (Some(path), false) => kohya_stem(path, prefix, two_te),
+        _ => match prefix {
+            Some(p) => reprefix(&aligned.names.kohya, p),
+            None => aligned.names.kohya.clone(),
+        },
+    };
+    ModuleNames {
+        peft: aligned.names.peft.clone(),
+        kohya,
+    }
 }
 
 /// Writes the merged adapter to `target` in the settings' format, with its recipe beside it
@@ -86,8 +207,23 @@ pub fn export(
     target: &Path,
     force: bool,
 ) -> Result<Vec<String>> {
-    let recipe = Recipe::describe(&engine.set.adapters, settings)?.to_toml();
+    let recipe = Recipe::describe(&engine.set.adapters, settings)?
+        .portable(&recipe_folder(target, settings.format))
+        .to_toml();
     export_with_recipe(engine, output, settings, target, force, &recipe)
+}
+
+/// The folder a recipe written with an export lives in (paths in it are relative to it): the
+/// PEFT directory itself, or the folder holding a single-file output.
+pub fn recipe_folder(target: &Path, format: AdapterFormat) -> std::path::PathBuf {
+    if format.is_single_file() {
+        match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        }
+    } else {
+        target.to_path_buf()
+    }
 }
 
 /// [`export`] with the recipe text already made (describing hashes every input file, which
@@ -102,16 +238,24 @@ pub fn export_with_recipe(
 ) -> Result<Vec<String>> {
     let inputs = Inputs::of_adapters(&engine.set.adapters);
     inputs.check(target)?;
-    if settings.format == AdapterFormat::Kohya {
+    if settings.format.is_single_file() {
         inputs.check(&side_file_path(target, settings.format, RECIPE_FILE))?;
     }
     // The merge read every input: one that shrank meanwhile gave zeros, not its data.
     crate::io::check_intact(&engine.set.adapters)?;
     let (mut out, notices) = adapter_out(engine, output, settings)?;
+    let parsed = Recipe::parse(Path::new(RECIPE_FILE), recipe)?;
+    let base_model = engine
+        .set
+        .adapters
+        .iter()
+        .find_map(|a| a.base_model.as_deref());
+    let card = crate::card::model_card(&parsed, base_model, parsed.eval.as_ref());
     let recipe = recipe.to_string();
     out.metadata
         .insert(RECIPE_METADATA_KEY.into(), recipe.clone());
     out.side_files.push((RECIPE_FILE.into(), recipe));
+    out.side_files.push((crate::card::CARD_FILE.into(), card));
     write_adapter(&out, settings.format, target, force)?;
     Ok(notices)
 }

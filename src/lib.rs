@@ -32,4 +32,5 @@ pub mod signals;
 pub mod sweep;
 pub mod sweep_spec;
 pub mod tui;
+pub mod value_enums;
 pub use error::{LegoError, Result};

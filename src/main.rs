@@ -11,6 +11,6 @@ fn main() {
             Some(hint) => eprintln!("error: {e:#}; {hint}"),
             None => eprintln!("error: {e:#}"),
         }
-        std::process::exit(1);
+        std::process::exit(cli::exit_status(&e));
     }
 }

@@ -25,8 +25,9 @@ pub const RECIPE_METADATA_KEY: &str = "lora_lego_recipe";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecipeAdapter {
-    /// Where it is (absolute when written by lora-lego; a relative path is taken relative to the
-    /// recipe's directory).
+    /// Where it is: relative to the recipe's directory (lora-lego writes it so, with `..` when
+    /// the adapter lies outside, so a published recipe carries no home directory); an absolute
+    /// path is taken as it is.
     pub path: String,
     /// sha256 of its files (config then weights), to detect a changed input.
     pub sha256: String,
@@ -48,6 +49,10 @@ pub struct Recipe {
     /// The sweep this merge came from, or one to run (`lora-lego sweep --recipe FILE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<crate::sweep_spec::SweepSpec>,
+    /// Where the merge is written when replayed without an output named (relative to the
+    /// recipe's directory, like the adapters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 impl Recipe {
@@ -69,7 +74,32 @@ impl Recipe {
             merge: settings.clone(),
             eval: None,
             sweep: None,
+            output: None,
         })
+    }
+
+    /// This recipe as stored in `folder`: every absolute path made relative to it.
+    pub fn portable(&self, folder: &Path) -> Recipe {
+        let folder = absolute(folder);
+        let rel = |p: &str| {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                relative_path(&folder, &absolute(p)).display().to_string()
+            } else {
+                p.display().to_string()
+            }
+        };
+        let mut r = self.clone();
+        for a in &mut r.adapters {
+            a.path = rel(&a.path);
+        }
+        r.output = r.output.as_deref().map(rel);
+        r
+    }
+
+    /// The recorded output, resolved against `recipe_dir`.
+    pub fn output_path(&self, recipe_dir: &Path) -> Option<PathBuf> {
+        self.output.as_ref().map(|o| recipe_dir.join(o))
     }
 
     /// The TOML text.
@@ -165,6 +195,45 @@ impl Recipe {
     }
 }
 
+/// `p` made absolute with symbolic links resolved as far as it exists (an output that is not
+/// written yet resolves through its parent).
+pub fn absolute(p: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
+    match (p.parent(), p.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            absolute(parent).join(name)
+        }
+        _ => std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf()),
+    }
+}
+
+/// The path that leads from the directory `from` to `to` (both absolute): `..` for every
+/// component of `from` past their common part, then the rest of `to`.
+pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let (f, t): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..f.len() {
+        out.push("..");
+    }
+    for c in &t[common..] {
+        out.push(c);
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
 fn recipe_error(path: &Path, line: Option<usize>, message: String) -> LegoError {
     LegoError::Config {
         path: path.into(),
@@ -238,4 +307,18 @@ fn given_merge_fields(text: &str) -> Vec<String> {
         .and_then(|t| t.get("merge").and_then(|m| m.as_table()).cloned())
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_climb_out_with_dot_dot() {
+        let r = |a: &str, b: &str| relative_path(Path::new(a), Path::new(b));
+        assert_eq!(r("/h/u/out", "/h/u/out/x"), PathBuf::from("x"));
+        assert_eq!(r("/h/u/out", "/h/u/ad/sort"), PathBuf::from("../ad/sort"));
+        assert_eq!(r("/h/u", "/h/u"), PathBuf::from("."));
+        assert_eq!(r("/a/b/c", "/x"), PathBuf::from("../../../x"));
+    }
 }

@@ -300,6 +300,9 @@ pub struct MergeSettings {
     pub dtype: Option<DType>,
     /// Names of adapters whose non-LoRA tensors are copied into the output.
     pub keep_heads: Vec<String>,
+    /// kohya output: the key prefix of every module (`None` = chosen from the module names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kohya_prefix: Option<crate::io::naming::KohyaPrefix>,
 }
 
 /// The largest `output_scale` accepted: beyond it the scale is a typo, not a choice (it
@@ -335,6 +338,7 @@ impl Default for MergeSettings {
             format: AdapterFormat::Peft,
             dtype: None,
             keep_heads: Vec::new(),
+            kohya_prefix: None,
         }
     }
 }

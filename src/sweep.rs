@@ -625,9 +625,10 @@ pub fn score_once(
 }
 
 fn candidate_path(scoring: &Path, id: &str, settings: &MergeSettings) -> PathBuf {
-    match settings.format {
-        crate::adapter::AdapterFormat::Peft => scoring.join(id),
-        crate::adapter::AdapterFormat::Kohya => scoring.join(format!("{id}.safetensors")),
+    if settings.format.is_single_file() {
+        scoring.join(format!("{id}.safetensors"))
+    } else {
+        scoring.join(id)
     }
 }
 

@@ -7,13 +7,15 @@ use lora_lego::sweep::score_once;
 
 use clap::Args;
 use lora_lego::align::ModuleSet;
-use lora_lego::compare::compare;
+use lora_lego::compare::compare_with;
 use lora_lego::engine::Engine;
 use lora_lego::io::{load_all, LoadOptions};
 use lora_lego::recipe::{MergeMethod, MergeSettings};
 
 use super::eval::EvalArgs;
-use super::settings::SettingsArgs;
+use super::inputs::{adapter_paths, Folders};
+use super::progress::Progress;
+use super::settings::ParamArgs;
 
 /// `compare` arguments.
 #[derive(Debug, Args)]
@@ -22,14 +24,14 @@ pub struct CompareArgs {
     #[arg(required = true)]
     pub adapters: Vec<PathBuf>,
     /// Only these methods (comma-separated) [default: all].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', hide_possible_values = true)]
     pub methods: Vec<MergeMethod>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// The shared merge settings (k applies to lego).
+    /// The merge parameters, each read by the methods it belongs to (k by lego).
     #[command(flatten)]
-    pub settings: SettingsArgs,
+    pub params: ParamArgs,
     /// Score each method's merge with an evaluator (a score column).
     #[command(flatten)]
     pub eval: EvalArgs,
@@ -37,19 +39,31 @@ pub struct CompareArgs {
 
 /// Runs every method and prints the table.
 pub fn run(args: &CompareArgs, load: &LoadOptions) -> anyhow::Result<()> {
-    let settings = args.settings.apply(MergeSettings::default())?;
-    settings
-        .validate(args.adapters.len())
-        .map_err(anyhow::Error::msg)?;
-    let engine = Engine::new(ModuleSet::new(load_all(&args.adapters, load)?)?);
-    engine.prepare();
+    let settings = args.params.apply(MergeSettings::default());
+    let (paths, notes) = adapter_paths(&args.adapters, Folders::Refuse)?;
+    if let Err(e) = settings.validate(paths.len()) {
+        crate::usage!("{e}");
+    }
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
     let methods = if args.methods.is_empty() {
         MergeMethod::all()
     } else {
         args.methods.clone()
     };
+    let progress = Progress::new(false);
+    progress.log(&format!("loading {} adapter(s)", paths.len()));
+    let engine = Engine::new(ModuleSet::new(load_all(&paths, load)?)?);
+    engine.prepare();
     let evaluator = args.eval.evaluator(None)?;
-    let rows = compare(&engine, &settings, &methods);
+    let bar = progress.bar(methods.len() as u64, "comparing methods");
+    let rows = compare_with(&engine, &settings, &methods, &|m| {
+        bar.set_message(format!("comparing methods: {m} done"));
+        bar.inc(1);
+        progress.log(&format!("{m} done"));
+    });
+    bar.finish_and_clear();
     let scores: Vec<Option<Result<EvalRecord, String>>> = match &evaluator {
         None => rows.iter().map(|_| None).collect(),
         Some((ev, split)) => rows

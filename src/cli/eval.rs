@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use lora_lego::eval::Evaluator;
 
@@ -29,7 +28,7 @@ impl EvalArgs {
     ) -> anyhow::Result<Option<(Evaluator, Option<String>)>> {
         let Some(command) = self.eval.as_deref().or(fallback) else {
             if self.split.is_some() || self.eval_timeout.is_some() {
-                anyhow::bail!("--split and --eval-timeout need --eval CMD");
+                crate::usage!("--split and --eval-timeout need --eval CMD");
             }
             return Ok(None);
         };
@@ -37,15 +36,18 @@ impl EvalArgs {
             None => None,
             Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
             Some(s) => {
-                anyhow::bail!("--eval-timeout must be a positive number of seconds, got {s}")
+                crate::usage!("--eval-timeout must be a positive number of seconds, got {s}")
             }
         };
-        let evaluator = Evaluator::new(command, timeout).context("--eval")?;
+        let evaluator = match Evaluator::new(command, timeout) {
+            Ok(e) => e,
+            Err(e) => crate::usage!("--eval: {e}"),
+        };
         let split = evaluator
             .uses_split()
             .then(|| self.split.clone().unwrap_or_else(|| "val".into()));
         if self.split.is_some() && split.is_none() {
-            anyhow::bail!(
+            crate::usage!(
                 "--split {} given, but the evaluator command has no {{split}} placeholder",
                 self.split.as_deref().unwrap_or("")
             );

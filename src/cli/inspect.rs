@@ -6,6 +6,8 @@ use clap::Args;
 use lora_lego::inspect::{render_text, report};
 use lora_lego::io::{load_adapter, LoadOptions};
 
+use super::inputs::{adapter_paths, Folders};
+
 /// `inspect` arguments.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -19,8 +21,12 @@ pub struct InspectArgs {
 
 /// Loads each adapter and prints its report.
 pub fn run(args: &InspectArgs, load: &LoadOptions) -> anyhow::Result<()> {
+    let (paths, notes) = adapter_paths(&args.adapters, Folders::Expand)?;
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
     let mut reports = Vec::new();
-    for path in &args.adapters {
+    for path in &paths {
         reports.push(report(&load_adapter(path, load)?));
     }
     if args.json {

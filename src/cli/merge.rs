@@ -4,22 +4,25 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use lora_lego::adapter::{Adapter, AdapterFormat};
+use lora_lego::adapter::Adapter;
 use lora_lego::align::ModuleSet;
 use lora_lego::card::{model_card, write_card};
 use lora_lego::compare::adapter_retention;
 use lora_lego::engine::{Engine, MergeOutput};
 use lora_lego::eval::EvalRecord;
+use lora_lego::export::{adapter_out, recipe_folder};
 use lora_lego::io::write::{atomic_file, check_target, side_file_path, write_text, Replaceable};
 use lora_lego::io::{load_all, LoadOptions};
 use lora_lego::metrics::mean;
 use lora_lego::output_guard::{resolve, Inputs};
+use lora_lego::recipe::absolute;
 use lora_lego::recipe::RECIPE_FILE;
 use lora_lego::recipe::{MergeSettings, Recipe};
 use lora_lego::LegoError;
 use serde::Serialize;
 
 use super::eval::EvalArgs;
+use super::inputs::{adapter_paths, Folders};
 use super::progress::Progress;
 use super::settings::SettingsArgs;
 
@@ -49,6 +52,10 @@ pub struct MergeArgs {
     /// Print nothing but errors.
     #[arg(long)]
     pub quiet: bool,
+    /// Merge and show what would be written (per-module ranks, bytes, the recipe) without
+    /// writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
     /// The merge settings.
     #[command(flatten)]
     pub settings: SettingsArgs,
@@ -79,55 +86,95 @@ struct ModuleLine {
     silhouette: Option<f64>,
 }
 
-/// The adapters and settings a merge command describes, and the recipe it replays (if any).
-fn plan(args: &MergeArgs) -> anyhow::Result<(Vec<PathBuf>, MergeSettings, Option<Recipe>)> {
+/// What a merge command describes: the adapters, the settings, the output (named, or the
+/// replayed recipe's) and the recipe whose hashes are to be checked (if any).
+struct Plan {
+    paths: Vec<PathBuf>,
+    settings: MergeSettings,
+    out: Option<PathBuf>,
+    check: Option<Recipe>,
+    notes: Vec<String>,
+}
+
+fn plan(args: &MergeArgs) -> anyhow::Result<Plan> {
     let Some(recipe_path) = &args.recipe else {
         if args.adapters.is_empty() {
-            bail!("no adapters given (name them, or replay a recipe with --recipe FILE)");
+            crate::usage!("no adapters given (name them, or replay a recipe with --recipe FILE)");
         }
-        return Ok((
-            args.adapters.clone(),
-            args.settings.apply(MergeSettings::default())?,
-            None,
-        ));
+        let (paths, notes) = adapter_paths(&args.adapters, Folders::Refuse)?;
+        return Ok(Plan {
+            paths,
+            settings: args.settings.apply(MergeSettings::default())?,
+            out: args.out.clone(),
+            check: None,
+            notes,
+        });
     };
     let recipe = Recipe::read(recipe_path)?;
     let dir = recipe_path.parent().unwrap_or(Path::new("."));
-    let paths = if args.adapters.is_empty() {
-        recipe.adapter_paths(dir)
+    let (paths, notes) = if args.adapters.is_empty() {
+        (recipe.adapter_paths(dir), Vec::new())
     } else {
-        args.adapters.clone()
+        adapter_paths(&args.adapters, Folders::Refuse)?
     };
     let settings = args.settings.apply(recipe.merge.clone())?;
+    let out = args.out.clone().or_else(|| recipe.output_path(dir));
     // The recorded hashes only speak for the recorded inputs.
     let check = (args.adapters.is_empty() && !args.allow_changed_inputs).then_some(recipe);
-    Ok((paths, settings, check))
+    Ok(Plan {
+        paths,
+        settings,
+        out,
+        check,
+        notes,
+    })
 }
 
 /// Runs a merge.
 pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
     // A signal still ends the merge at once, but never between a kohya file and its recipe.
     lora_lego::signals::on_fatal_signals(|| {}).context("installing the signal handlers")?;
-    let (paths, settings, recipe) = plan(args)?;
-    settings.validate(paths.len()).map_err(anyhow::Error::msg)?;
-    if args.out.is_none() && args.save_recipe.is_none() {
-        bail!("nothing to write: give -o OUT for the merged adapter (and/or --save-recipe FILE)");
+    let Plan {
+        paths,
+        settings,
+        out,
+        check: recipe,
+        notes,
+    } = plan(args)?;
+    if let Err(e) = settings.validate(paths.len()) {
+        crate::usage!("{e}");
+    }
+    if out.is_none() && args.save_recipe.is_none() && !args.dry_run {
+        if args.recipe.is_some() {
+            crate::usage!("nothing to write: the recipe names no output; give -o OUT for the merged adapter (or --dry-run to see it)");
+        }
+        crate::usage!("nothing to write: give -o OUT for the merged adapter (and/or --save-recipe FILE, or --dry-run)");
     }
     // A recipe's [eval] command is a record, never run: a recipe from elsewhere must not
     // be able to start programs.
     let evaluator = args.eval.evaluator(None)?;
-    if evaluator.is_some() && args.out.is_none() {
-        bail!("--eval scores the export: give -o OUT");
+    if evaluator.is_some() && (out.is_none() || args.dry_run) {
+        crate::usage!("--eval scores the export: give -o OUT (and no --dry-run)");
     }
     let progress = Progress::new(args.quiet || args.json);
     progress.log(&format!("loading {} adapter(s)", paths.len()));
     let adapters = load_all(&paths, load)?;
+    let (save_recipe, out) = match args.dry_run {
+        true => (None, None),
+        false => (args.save_recipe.clone(), out),
+    };
     // An input at the output is refused first: that is the message that matters there.
-    check_outputs(args, &settings, &adapters)?;
-    if let Some(out) = &args.out {
+    check_outputs(
+        args,
+        out.as_deref(),
+        save_recipe.as_deref(),
+        &settings,
+        &adapters,
+    )?;
+    if let Some(out) = &out {
         check_target(out, args.force, Replaceable::Adapter).map_err(force_hint)?;
     }
-    if let Some(r) = &args.save_recipe {
+    if let Some(r) = &save_recipe {
         check_target(r, args.force, Replaceable::Recipe).map_err(force_hint)?;
     }
     // Hashing reads every input file: once, for the check and for every recipe written.
@@ -135,21 +182,34 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
     if let Some(recipe) = &recipe {
         recipe.check_inputs(&described)?;
     }
-    let recipe_text = described.to_toml();
     let engine = Engine::new(ModuleSet::new(adapters)?);
-    if let Some(r) = &args.save_recipe {
+    let mut notices = notes;
+    notices.extend(flag_notices(args, &settings, &engine));
+    if let Some(r) = &save_recipe {
+        // The saved recipe remembers the output, so `merge --recipe FILE` alone replays it.
+        let saved = Recipe {
+            output: out.as_ref().map(|o| absolute(o).display().to_string()),
+            ..described.clone()
+        };
+        let folder = r.parent().unwrap_or(Path::new("."));
+        let text = saved.portable(folder).to_toml();
         atomic_file(r, args.force, Replaceable::Recipe, |tmp| {
-            write_text(tmp, &recipe_text)
+            write_text(tmp, &text)
         })
         .map_err(force_hint)?;
     }
-    let Some(out_path) = &args.out else {
+    if out.is_none() && !args.dry_run {
+        for n in &notices {
+            if !args.quiet && !args.json {
+                eprintln!("note: {n}");
+            }
+        }
         return Ok(());
-    };
+    }
     let bar = progress.bar(engine.set.modules.len() as u64, "merging modules");
     let output = engine.merge_all_with(&settings, &|| bar.inc(1))?;
     bar.finish_and_clear();
-    let mut notices = engine.set.warnings.clone();
+    notices.extend(engine.set.warnings.iter().cloned());
     notices.extend(
         engine
             .set
@@ -158,6 +218,12 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
             .flat_map(|a| a.warnings.iter().cloned()),
     );
     notices.extend(output.notices.iter().cloned());
+    let Some(out_path) = &out else {
+        return dry_run(args, &engine, &output, &settings, &described, notices);
+    };
+    let recipe_text = described
+        .portable(&recipe_folder(out_path, settings.format))
+        .to_toml();
     progress.log(&format!("writing {}", out_path.display()));
     notices.extend(
         lora_lego::export::export_with_recipe(
@@ -188,11 +254,20 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         // model card gain the score.
         let scored = Recipe {
             eval: Some(record.clone()),
-            ..described.clone()
+            ..described.portable(&recipe_folder(out_path, settings.format))
         };
         let side = side_file_path(out_path, settings.format, RECIPE_FILE);
         lora_lego::owned_file::replace_text(&side, &scored.to_toml())?;
-        write_card(out_path, settings.format, &model_card(&scored, &record))?;
+        let base_model = engine
+            .set
+            .adapters
+            .iter()
+            .find_map(|a| a.base_model.as_deref());
+        write_card(
+            out_path,
+            settings.format,
+            &model_card(&scored, base_model, Some(&record)),
+        )?;
         summary.eval = Some(record);
     }
     if args.json {
@@ -235,6 +310,8 @@ fn force_hint(e: LegoError) -> anyhow::Error {
 /// output would replace.
 fn check_outputs(
     args: &MergeArgs,
+    out: Option<&Path>,
+    save_recipe: Option<&Path>,
     settings: &MergeSettings,
     adapters: &[Adapter],
 ) -> anyhow::Result<()> {
@@ -243,16 +320,16 @@ fn check_outputs(
         inputs.add(r);
     }
     let mut written = Vec::new();
-    if let Some(out) = &args.out {
-        written.push(out.clone());
-        if settings.format == AdapterFormat::Kohya {
+    if let Some(out) = out {
+        written.push(out.to_path_buf());
+        if settings.format.is_single_file() {
             written.push(side_file_path(out, settings.format, RECIPE_FILE));
         }
     }
-    for path in written.iter().chain(&args.save_recipe) {
+    for path in written.iter().map(PathBuf::as_path).chain(save_recipe) {
         inputs.check(path)?;
     }
-    if let Some(saved) = &args.save_recipe {
+    if let Some(saved) = save_recipe {
         let saved_at = resolve(saved);
         if let Some(clash) = written.iter().find(|w| saved_at.starts_with(resolve(w))) {
             bail!(
@@ -262,6 +339,108 @@ fn check_outputs(
             );
         }
     }
+    Ok(())
+}
+
+/// Notes on the flags: those the method does not read, and `--k-for` patterns that match no
+/// module.
+fn flag_notices(args: &MergeArgs, settings: &MergeSettings, engine: &Engine) -> Vec<String> {
+    let mut notes = Vec::new();
+    let ignored = args.settings.params.ignored_by(settings.method);
+    if !ignored.is_empty() {
+        notes.push(format!(
+            "method {} does not read {}: ignored",
+            settings.method,
+            ignored.join(", ")
+        ));
+    }
+    if settings.method.is_lego() {
+        for o in &settings.k_overrides {
+            let Ok(re) = o.matcher() else { continue };
+            if !engine
+                .set
+                .modules
+                .iter()
+                .any(|m| re.is_match(m.key.as_str()))
+            {
+                let example = engine.set.modules.first().map(|m| m.key.to_string());
+                notes.push(format!(
+                    "--k-for `{}={}` matches no module (module names look like `{}`)",
+                    o.pattern,
+                    o.k,
+                    example.unwrap_or_default()
+                ));
+            }
+        }
+    }
+    notes
+}
+
+/// `--dry-run`: what the export would hold, and its recipe, with nothing written.
+fn dry_run(
+    args: &MergeArgs,
+    engine: &Engine,
+    output: &MergeOutput,
+    settings: &MergeSettings,
+    described: &Recipe,
+    notices: Vec<String>,
+) -> anyhow::Result<()> {
+    let (planned, mut notices) = {
+        let (planned, more) = adapter_out(engine, output, settings)?;
+        let mut all = notices;
+        all.extend(more);
+        (planned, all)
+    };
+    let bytes = planned.tensor_bytes();
+    let folder = match &args.out {
+        Some(o) => recipe_folder(o, settings.format),
+        None => std::env::current_dir().unwrap_or_default(),
+    };
+    let recipe = described.portable(&folder).to_toml();
+    if args.json {
+        let modules: Vec<serde_json::Value> = output
+            .modules
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "module": engine.set.modules[m.module].key.to_string(),
+                    "rank": m.rank(),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "dry_run": true,
+            "format": settings.format.to_string(),
+            "modules": modules,
+            "tensor_bytes": bytes,
+            "notices": notices,
+            "recipe": recipe,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if args.quiet {
+        return Ok(());
+    }
+    notices.dedup();
+    for n in &notices {
+        eprintln!("note: {n}");
+    }
+    println!("dry run: nothing written");
+    for m in &output.modules {
+        println!("{:>5}  {}", m.rank(), engine.set.modules[m.module].key);
+    }
+    println!(
+        "{} modules, {} tensor bytes as {} ({})",
+        output.modules.len(),
+        bytes,
+        settings.format,
+        settings
+            .dtype
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "the sources' dtype".into())
+    );
+    println!("\nrecipe:\n{recipe}");
     Ok(())
 }
 

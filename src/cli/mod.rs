@@ -5,6 +5,7 @@ pub mod bench;
 pub mod compare;
 pub mod eval;
 pub mod hints;
+pub mod inputs;
 pub mod inspect;
 pub mod merge;
 pub mod progress;
@@ -45,7 +46,7 @@ pub struct Cli {
 pub enum Command {
     /// Show what each adapter holds: modules, shapes, ranks, scalings, ‖ΔW‖, non-LoRA tensors.
     Inspect(inspect::InspectArgs),
-    /// Merge adapters into one and write it (PEFT directory or kohya file).
+    /// Merge adapters into one and write it (a PEFT directory, a kohya or a diffusers file).
     Merge(Box<merge::MergeArgs>),
     /// Every method side by side on the same adapters: rank, distance to the sum, cosines, size, time (with --eval, a score).
     Compare(Box<compare::CompareArgs>),
@@ -59,6 +60,35 @@ pub enum Command {
         /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+/// A command line that cannot run as given (exit status 2, like clap's own usage errors).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Fails with a usage error (exit status 2).
+#[macro_export]
+macro_rules! usage {
+    ($($t:tt)*) => {
+        return Err(anyhow::Error::new($crate::cli::Usage(format!($($t)*))))
+    };
+}
+
+/// The exit status for an error: 2 for a usage error, 1 for anything else.
+pub fn exit_status(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<Usage>().is_some() {
+        2
+    } else {
+        1
+    }
 }
 
 /// Runs the parsed command line.

@@ -242,9 +242,16 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
             );
         }
     };
+    // Candidates carry the recipe as the export of the best will, paths relative to its folder,
+    // so that export is byte for byte the adapter that scored.
+    let export_folder = match &args.export {
+        Some(out) => lora_lego::export::recipe_folder(out, base.format),
+        None => args.results.clone(),
+    };
+    let portable = described.portable(&export_folder);
     let runner = SweepRun {
         engine: &engine,
-        described: &described,
+        described: &portable,
         evaluator: &evaluator,
         split: split.as_deref(),
         jobs: args.jobs,
@@ -272,7 +279,7 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
         ..described.clone()
     };
     let best_path = args.results.join(BEST_FILE);
-    let text = recipe.to_toml();
+    let text = recipe.portable(&args.results).to_toml();
     // best.toml belongs to the results folder and follows its results.jsonl on every rerun.
     replace_text(&best_path, &text)?;
     println!(
@@ -289,7 +296,7 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
         // the adapter that scored; the side recipe then gains the [eval] and [sweep] tables.
         let scored = Recipe {
             merge: settings.clone(),
-            ..described.clone()
+            ..portable.clone()
         };
         lora_lego::export::export_with_recipe(
             &engine,
@@ -301,8 +308,18 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
         )
         .with_context(|| format!("writing {}", out.display()))?;
         let side = side_file_path(out, settings.format, RECIPE_FILE);
-        replace_text(&side, &text)?;
-        write_card(out, settings.format, &model_card(&recipe, &eval))?;
+        let recipe = recipe.portable(&lora_lego::export::recipe_folder(out, settings.format));
+        replace_text(&side, &recipe.to_toml())?;
+        let base_model = engine
+            .set
+            .adapters
+            .iter()
+            .find_map(|a| a.base_model.as_deref());
+        write_card(
+            out,
+            settings.format,
+            &model_card(&recipe, base_model, Some(&eval)),
+        )?;
         println!("exported the best candidate to {}", out.display());
     }
     Ok(())

@@ -1,9 +1,11 @@
 //! Reading and writing adapter files.
 
+pub mod diffusers;
 pub mod factors;
 pub mod keys;
 pub mod kohya;
 pub mod mapguard;
+pub mod naming;
 pub mod peft;
 pub mod tensor;
 pub mod write;
@@ -84,11 +86,50 @@ pub fn load_adapter(path: &Path, opts: &LoadOptions) -> Result<Adapter> {
         });
     }
     let file = TensorFile::open(path)?;
-    if keys::looks_like_kohya(file.tensors.keys().map(String::as_str)) {
+    let names = file.tensors.keys().map(String::as_str);
+    if let Some(key) = diffusers::cloneofsimo_key(names.clone()) {
+        return Err(LegoError::unsupported(
+            path,
+            key,
+            "a cloneofsimo `lora_diffusion` file (`unet:N:up` / `unet:N:down` keys) is not supported: its keys number the modules instead of naming them; convert it to diffusers or kohya format first",
+        ));
+    }
+    if keys::looks_like_kohya(names.clone()) {
         kohya::read_file(path, file, opts)
+    } else if diffusers::looks_like_diffusers(names) {
+        diffusers::read_file(path, file, opts)
     } else {
         peft::read_file(path, file, opts)
     }
+}
+
+/// The adapters a folder holds when it is not one itself (an adapter is a subfolder with PEFT
+/// files, or a `.safetensors` file), sorted; empty for anything else.
+pub fn adapters_inside(dir: &Path) -> Vec<std::path::PathBuf> {
+    if !dir.is_dir() || dir.join(peft::WEIGHTS_NAME).exists() {
+        return Vec::new();
+    }
+    sub_adapters(dir)
+}
+
+/// The subfolders of `dir` holding a PEFT adapter and its `.safetensors` files, sorted.
+fn sub_adapters(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            if p.is_dir() {
+                p.join(peft::WEIGHTS_NAME).is_file()
+            } else {
+                p.extension().and_then(|e| e.to_str()) == Some("safetensors")
+            }
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// Every file read for `adapter`, in hashing order: its PEFT config (a directory's, or the one

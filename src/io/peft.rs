@@ -165,7 +165,15 @@ pub fn read_dir(dir: &Path, opts: &LoadOptions) -> Result<Adapter> {
     let config = dir.join(CONFIG_NAME);
     // `exists`, not `is_file`: a FIFO or directory of that name is refused by name when opened.
     if !weights.exists() {
-        let reason = if dir.join("adapter_model.bin").is_file() {
+        let inside = super::adapters_inside(dir);
+        let reason = if !inside.is_empty() {
+            let names: Vec<String> = inside.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                "not an adapter but a folder of {} adapters: {}; name the ones to use",
+                inside.len(),
+                names.join(", ")
+            )
+        } else if dir.join("adapter_model.bin").is_file() {
             "holds adapter_model.bin (a pickle); only safetensors adapters are read — convert it with PEFT's save_pretrained(safe_serialization=True)".to_string()
         } else {
             format!("no {WEIGHTS_NAME} in this directory: not a PEFT adapter directory")
@@ -182,7 +190,20 @@ pub fn read_dir(dir: &Path, opts: &LoadOptions) -> Result<Adapter> {
         });
     }
     let file = TensorFile::open(&weights)?;
-    read_with_config(dir, file, &PeftConfig::read(&config)?, &config, opts)
+    let mut adapter = read_with_config(dir, file, &PeftConfig::read(&config)?, &config, opts)?;
+    let more: Vec<String> = super::sub_adapters(dir)
+        .iter()
+        .filter(|p| p.is_dir())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !more.is_empty() {
+        adapter.warnings.push(format!(
+            "{}: also holds adapters in subfolders ({}), PEFT's layout for several adapters; only the one at the top is read, name the others to use them",
+            dir.display(),
+            more.join(", ")
+        ));
+    }
+    Ok(adapter)
 }
 
 /// Reads a bare PEFT `.safetensors` whose config sits beside it.
@@ -222,6 +243,34 @@ pub fn read_with_config(
     config_path: &Path,
     opts: &LoadOptions,
 ) -> Result<Adapter> {
+    read_tensors(
+        user_path,
+        file,
+        config,
+        config_path,
+        opts,
+        AlphaRule::Config,
+    )
+}
+
+/// Where a module's alpha comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlphaRule {
+    /// The config (`lora_alpha`, `alpha_pattern`), PEFT's default 8 when it has none.
+    Config,
+    /// α = r for every module (scale 1): a diffusers file without adapter metadata.
+    Rank,
+}
+
+/// [`read_with_config`] with the alpha rule chosen by the caller (the diffusers reader).
+pub fn read_tensors(
+    user_path: &Path,
+    file: TensorFile,
+    config: &PeftConfig,
+    config_path: &Path,
+    opts: &LoadOptions,
+    alpha_rule: AlphaRule,
+) -> Result<Adapter> {
     let path = file.path.clone();
     let mut warnings = Vec::new();
     let mut halves: BTreeMap<&str, Pair> = BTreeMap::new();
@@ -244,13 +293,17 @@ pub fn read_with_config(
             }),
         }
     }
-    if config.r.is_none() {
+    if config.r.is_none() && alpha_rule == AlphaRule::Config {
         warnings.push(format!(
             "{}: `r` is missing; using each module's rank from its lora_A shape",
             config_path.display()
         ));
     }
     let alpha_default = config.lora_alpha.unwrap_or_else(|| {
+        if alpha_rule == AlphaRule::Rank {
+            // Replaced by each module's rank below.
+            return 0.0;
+        }
         warnings.push(format!(
             "{}: `lora_alpha` is missing; assuming PEFT's default of 8",
             config_path.display()
@@ -279,9 +332,12 @@ pub fn read_with_config(
             }
             _ => rank,
         };
-        let alpha = match_pattern(&config.alpha_pattern, module_path)
-            .map(|(_, a)| *a)
-            .unwrap_or(alpha_default);
+        let alpha = match alpha_rule {
+            AlphaRule::Rank => rank as f64,
+            AlphaRule::Config => match_pattern(&config.alpha_pattern, module_path)
+                .map(|(_, a)| *a)
+                .unwrap_or(alpha_default),
+        };
         let scale = if config.use_rslora {
             alpha / (r_eff as f64).sqrt()
         } else {

@@ -9,16 +9,18 @@ use serde_json::{Map, Value};
 
 use crate::adapter::{Adapter, AdapterFormat, ExtraTensor, LoraKind, ModuleKey};
 use crate::error::{LegoError, Result};
+use crate::io::diffusers::ADAPTER_METADATA_KEY;
+use crate::io::naming::{component_of, kohya_stem, KohyaPrefix};
 use crate::io::peft::{CONFIG_NAME, PEFT_PREFIX, WEIGHTS_NAME};
 use crate::io::tensor::{write_safetensors, TensorRef};
 use crate::recipe::{Recipe, RECIPE_FILE, RECIPE_HEADER, RECIPE_METADATA_KEY};
 
-/// The model card's file name (inside a PEFT directory; `NAME.README.md` beside a kohya file).
+/// The model card's file name (inside a PEFT directory; `NAME.README.md` beside a single file).
 /// Here, not in `card`, because the writer must recognise it in a previous export.
 pub const CARD_FILE: &str = "README.md";
 
-/// The kohya prefix used when no source was a kohya file.
-pub const DEFAULT_KOHYA_PREFIX: &str = "lora_te_";
+/// The tag that marks a model card as ours (what `--force` may replace).
+pub const CARD_TAG: &str = "- lora-lego\n";
 
 /// How one module is named in each output format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,15 +32,12 @@ pub struct ModuleNames {
 }
 
 impl ModuleNames {
-    /// Names for a module read from a PEFT adapter.
-    pub fn from_peft(path: &ModuleKey, kohya_prefix: Option<&str>) -> Self {
+    /// Names for a module read from a PEFT adapter or a diffusers file; the kohya prefix is
+    /// `kohya_prefix` when given, else chosen from the path (UNet blocks → `lora_unet_`, …).
+    pub fn from_peft(path: &ModuleKey, kohya_prefix: Option<KohyaPrefix>) -> Self {
         ModuleNames {
             peft: Some(path.as_str().to_string()),
-            kohya: format!(
-                "{}{}",
-                kohya_prefix.unwrap_or(DEFAULT_KOHYA_PREFIX),
-                path.flat()
-            ),
+            kohya: kohya_stem(path.as_str(), kohya_prefix, false),
         }
     }
 
@@ -97,7 +96,9 @@ impl AdapterOut {
             .iter()
             .map(|m| OutModule {
                 names: match adapter.format {
-                    AdapterFormat::Peft => ModuleNames::from_peft(&m.key, None),
+                    AdapterFormat::Peft | AdapterFormat::Diffusers => {
+                        ModuleNames::from_peft(&m.key, None)
+                    }
                     AdapterFormat::Kohya => ModuleNames::from_kohya(&m.key),
                 },
                 kind: m.kind.clone(),
@@ -126,6 +127,21 @@ impl AdapterOut {
         }
     }
 
+    /// Bytes of every tensor to write (factors and kept heads), the file's size less its header.
+    pub fn tensor_bytes(&self) -> usize {
+        let factors: usize = self
+            .modules
+            .iter()
+            .map(|m| m.a.bytes().len() + m.b.bytes().len())
+            .sum();
+        factors
+            + self
+                .extras
+                .iter()
+                .map(|e| e.tensor.bytes().len())
+                .sum::<usize>()
+    }
+
     /// The scale each module's alpha implies.
     fn scale(&self, m: &OutModule) -> f64 {
         if self.use_rslora {
@@ -146,6 +162,7 @@ pub fn write_adapter(
     match format {
         AdapterFormat::Peft => write_peft(out, target, force),
         AdapterFormat::Kohya => write_kohya(out, target, force),
+        AdapterFormat::Diffusers => write_diffusers(out, target, force),
     }
 }
 
@@ -159,12 +176,7 @@ pub fn write_peft(out: &AdapterOut, dir: &Path, force: bool) -> Result<()> {
                 m.names.kohya
             ))
         })?;
-        let (a_key, b_key) = match m.kind {
-            LoraKind::Embedding => ("lora_embedding_A", "lora_embedding_B"),
-            _ => ("lora_A.weight", "lora_B.weight"),
-        };
-        tensors.insert(format!("{PEFT_PREFIX}{path}.{a_key}"), m.a.clone());
-        tensors.insert(format!("{PEFT_PREFIX}{path}.{b_key}"), m.b.clone());
+        insert_peft_factors(&mut tensors, &format!("{PEFT_PREFIX}{path}"), m);
     }
     insert_extras(&mut tensors, &out.extras)?;
     let mut metadata = out.metadata.clone();
@@ -179,6 +191,17 @@ pub fn write_peft(out: &AdapterOut, dir: &Path, force: bool) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// Inserts `m`'s factors under PEFT's names: `<stem>.lora_A.weight` (`lora_embedding_A` for
+/// an embedding) and B.
+fn insert_peft_factors(tensors: &mut BTreeMap<String, TensorRef>, stem: &str, m: &OutModule) {
+    let (a_key, b_key) = match m.kind {
+        LoraKind::Embedding => ("lora_embedding_A", "lora_embedding_B"),
+        _ => ("lora_A.weight", "lora_B.weight"),
+    };
+    tensors.insert(format!("{stem}.{a_key}"), m.a.clone());
+    tensors.insert(format!("{stem}.{b_key}"), m.b.clone());
 }
 
 fn insert_extras(tensors: &mut BTreeMap<String, TensorRef>, extras: &[ExtraTensor]) -> Result<()> {
@@ -295,24 +318,103 @@ pub fn write_kohya(out: &AdapterOut, file: &Path, force: bool) -> Result<()> {
         let kohya_alpha = out.scale(m) * m.rank as f64;
         tensors.insert(format!("{stem}.lora_down.weight"), m.a.clone());
         tensors.insert(format!("{stem}.lora_up.weight"), m.b.clone());
+        // sd-scripts saves `.alpha` in the save dtype, like the factors.
         tensors.insert(
             format!("{stem}.alpha"),
-            TensorRef::from_f32(&[kohya_alpha as f32], vec![], crate::io::tensor::DType::F32),
+            TensorRef::from_f32(&[kohya_alpha as f32], vec![], m.a.dtype()),
         );
     }
     insert_extras(&mut tensors, &out.extras)?;
     let mut metadata = out.metadata.clone();
     metadata.insert("ss_network_module".into(), "networks.lora".into());
-    if let Some(r) = mode(out.modules.iter().map(|m| m.rank)) {
-        metadata.insert("ss_network_dim".into(), r.to_string());
-        let alpha = out
-            .modules
+    let is_conv = |m: &&OutModule| matches!(m.kind, LoraKind::Conv { .. });
+    let linear: Vec<&OutModule> = out.modules.iter().filter(|m| !is_conv(m)).collect();
+    let conv: Vec<&OutModule> = out.modules.iter().filter(is_conv).collect();
+    let dim_alpha = |ms: &[&OutModule]| {
+        let r = mode(ms.iter().map(|m| m.rank))?;
+        let alpha = ms
             .iter()
             .find(|m| m.rank == r)
             .map(|m| out.scale(m) * r as f64)
             .unwrap_or(r as f64);
+        Some((r, alpha))
+    };
+    if let Some((r, alpha)) = dim_alpha(&linear).or_else(|| dim_alpha(&conv)) {
+        metadata.insert("ss_network_dim".into(), r.to_string());
         metadata.insert("ss_network_alpha".into(), format!("{alpha:?}"));
     }
+    if let Some((r, alpha)) = dim_alpha(&conv) {
+        // LoCon: sd-scripts records the conv rank and alpha as strings in ss_network_args.
+        let mut args: Map<String, Value> = metadata
+            .get("ss_network_args")
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        args.insert("conv_dim".into(), Value::from(r.to_string()));
+        args.insert("conv_alpha".into(), Value::from(format!("{alpha:?}")));
+        metadata.insert("ss_network_args".into(), python_json_line(&args));
+    }
+    write_single_file(out, file, force, &tensors, &metadata)
+}
+
+/// JSON on one line as Python's `json.dumps` writes it (`{"a": "1", "b": "2"}`).
+fn python_json_line(map: &Map<String, Value>) -> String {
+    let items: Vec<String> = map
+        .iter()
+        .map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), v))
+        .collect();
+    format!("{{{}}}", items.join(", "))
+}
+
+/// Writes a diffusers LoRA file: `<component>.<path>.lora_A.weight` keys and each component's
+/// LoRA config in `lora_adapter_metadata`, as diffusers' `save_lora_weights` does.
+pub fn write_diffusers(out: &AdapterOut, file: &Path, force: bool) -> Result<()> {
+    let mut tensors = BTreeMap::new();
+    let mut parts: BTreeMap<&'static str, Vec<OutModule>> = BTreeMap::new();
+    for m in &out.modules {
+        let path = m.names.peft.as_deref().ok_or_else(|| {
+            LegoError::Invalid(format!(
+                "module `{}` came only from kohya files, whose flattened names cannot be turned back into module paths; write it in kohya format",
+                m.names.kohya
+            ))
+        })?;
+        let (component, inner) = component_of(path);
+        insert_peft_factors(&mut tensors, &format!("{}.{inner}", component.name()), m);
+        let mut local = m.clone();
+        local.names.peft = Some(inner.to_string());
+        parts.entry(component.name()).or_default().push(local);
+    }
+    insert_extras(&mut tensors, &out.extras)?;
+    let mut packed = Map::new();
+    for (component, modules) in parts {
+        let targets: Vec<String> = modules
+            .iter()
+            .filter_map(|m| m.names.peft.clone())
+            .collect();
+        let part = AdapterOut {
+            modules,
+            use_rslora: out.use_rslora,
+            target_modules: Some(Value::from(targets)),
+            ..AdapterOut::default()
+        };
+        for (k, v) in peft_config(&part) {
+            packed.insert(format!("{component}.{k}"), v);
+        }
+    }
+    let mut metadata = out.metadata.clone();
+    metadata.insert("format".into(), "pt".into());
+    metadata.insert(ADAPTER_METADATA_KEY.into(), to_python_json(&packed));
+    write_single_file(out, file, force, &tensors, &metadata)
+}
+
+/// Writes one `.safetensors` file and its side files (named `<stem>.<name>` beside it), all
+/// renamed into place together.
+fn write_single_file(
+    out: &AdapterOut,
+    file: &Path,
+    force: bool,
+    tensors: &BTreeMap<String, TensorRef>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
     let sides: Vec<(PathBuf, &str)> = out
         .side_files
         .iter()
@@ -325,7 +427,11 @@ pub fn write_kohya(out: &AdapterOut, file: &Path, force: bool) -> Result<()> {
         .collect();
     check_target(file, force, Replaceable::Adapter)?;
     for (side, _) in &sides {
-        check_target(side, force, Replaceable::Recipe)?;
+        let what = match side.to_string_lossy().ends_with(CARD_FILE) {
+            true => Replaceable::Card,
+            false => Replaceable::Recipe,
+        };
+        check_target(side, force, what)?;
     }
     check_parent(file)?;
     sweep_stale(file);
@@ -335,7 +441,7 @@ pub fn write_kohya(out: &AdapterOut, file: &Path, force: bool) -> Result<()> {
         tmps.push(sibling(side, "lora-lego-tmp")?);
     }
     let result = (|| {
-        write_safetensors(&tmps[0], &tensors, &metadata)?;
+        write_safetensors(&tmps[0], tensors, metadata)?;
         for ((_, text), tmp) in sides.iter().zip(&tmps[1..]) {
             write_text(tmp, text)?;
         }
@@ -398,7 +504,7 @@ fn commit_together(tmps: &[PathBuf], targets: &[&Path], force: bool) -> Result<(
 pub fn side_file_path(target: &Path, format: AdapterFormat, name: &str) -> PathBuf {
     match format {
         AdapterFormat::Peft => target.join(name),
-        AdapterFormat::Kohya => {
+        AdapterFormat::Kohya | AdapterFormat::Diffusers => {
             let stem = target
                 .file_stem()
                 .map(|s| s.to_string_lossy().to_string())
@@ -424,6 +530,8 @@ pub enum Replaceable {
     Adapter,
     /// A recipe file lora-lego wrote.
     Recipe,
+    /// A model card lora-lego wrote.
+    Card,
 }
 
 /// Refuses an existing target unless `force`, and even with `force` anything lora-lego did not
@@ -459,6 +567,10 @@ fn not_ours(target: &Path, meta: &std::fs::Metadata, what: Replaceable) -> Optio
             let text = std::fs::read_to_string(target).unwrap_or_default();
             let ours = text.starts_with(RECIPE_HEADER) || Recipe::parse(target, &text).is_ok();
             (!ours).then(|| "it is not a lora-lego recipe".into())
+        }
+        Replaceable::Card if kind.is_file() => {
+            let text = std::fs::read_to_string(target).unwrap_or_default();
+            (!text.contains(CARD_TAG)).then(|| "it is not a lora-lego model card".into())
         }
         Replaceable::Adapter if kind.is_file() => safetensors_header(target)
             .is_none()

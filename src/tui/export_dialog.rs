@@ -115,7 +115,7 @@ const DTYPES: [Option<DType>; 4] = [None, Some(DType::F32), Some(DType::F16), So
 pub fn fresh_path(format: AdapterFormat) -> String {
     let ext = match format {
         AdapterFormat::Peft => "",
-        AdapterFormat::Kohya => ".safetensors",
+        AdapterFormat::Kohya | AdapterFormat::Diffusers => ".safetensors",
     };
     let base = "lora-lego-merged";
     let mut candidate = format!("{base}{ext}");
@@ -210,11 +210,12 @@ impl ExportDialog {
             Field::Format => {
                 self.format = match self.format {
                     AdapterFormat::Peft => AdapterFormat::Kohya,
-                    AdapterFormat::Kohya => AdapterFormat::Peft,
+                    AdapterFormat::Kohya => AdapterFormat::Diffusers,
+                    AdapterFormat::Diffusers => AdapterFormat::Peft,
                 };
                 // A kohya output is one file; keep the suffix in step with the format.
                 match self.format {
-                    AdapterFormat::Kohya if !self.path.ends_with(".safetensors") => {
+                    f if f.is_single_file() && !self.path.ends_with(".safetensors") => {
                         self.path.push_str(".safetensors")
                     }
                     AdapterFormat::Peft => {
@@ -319,6 +320,7 @@ impl ExportDialog {
                     match self.format {
                         AdapterFormat::Peft => "PEFT directory",
                         AdapterFormat::Kohya => "kohya .safetensors file",
+                        AdapterFormat::Diffusers => "diffusers .safetensors file",
                     }
                 ),
             ),

@@ -41,7 +41,9 @@ fn every_fixture_round_trips_bit_for_bit_in_its_own_format_and_in_the_other() {
         for format in formats {
             let target = match format {
                 AdapterFormat::Peft => tmp.path().join(format!("rt{i}")),
-                AdapterFormat::Kohya => tmp.path().join(format!("rt{i}.safetensors")),
+                AdapterFormat::Kohya | AdapterFormat::Diffusers => {
+                    tmp.path().join(format!("rt{i}.safetensors"))
+                }
             };
             write_adapter(&out, format, &target, false).unwrap();
             let back = load_adapter(&target, &opts).unwrap();

@@ -100,7 +100,9 @@ fn embedding_and_conv_loras_keep_their_layout() {
     for format in [AdapterFormat::Peft, AdapterFormat::Kohya] {
         let target = match format {
             AdapterFormat::Peft => tmp.path().join("out_peft"),
-            AdapterFormat::Kohya => tmp.path().join("out_kohya.safetensors"),
+            AdapterFormat::Kohya | AdapterFormat::Diffusers => {
+                tmp.path().join("out_kohya.safetensors")
+            }
         };
         write_adapter(&AdapterOut::from_adapter(&adapter), format, &target, false).unwrap();
         let back = load(&target);

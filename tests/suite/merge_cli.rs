@@ -170,23 +170,23 @@ fn user_errors_exit_1_with_a_message_and_usage_errors_exit_2() {
     let cases: Vec<(Vec<String>, i32, &str)> = vec![
         (
             vec!["merge".into(), "-k".into(), "0".into()],
-            1,
+            2,
             "k must be at least 1",
         ),
         (
             vec!["merge".into(), "--weights".into(), "1,2".into()],
-            1,
+            2,
             "2 weights given for 3 adapters",
         ),
         (
             vec!["merge".into(), "--weights".into(), "1,NaN,1".into()],
-            1,
+            2,
             "weight 2 is NaN",
         ),
         (
             vec!["merge".into(), "--method".into(), "avg".into()],
             2,
-            "unknown method `avg`",
+            "invalid value 'avg' for '--method",
         ),
         (
             vec!["merge".into(), "--method".into(), "linear".into()],

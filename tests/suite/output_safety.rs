@@ -372,10 +372,12 @@ fn a_value_that_overflows_the_output_dtype_is_an_error_naming_tensor_and_dtype()
     assert!(!out.exists());
     // --output-scale is bounded up front.
     let o = merge(&[&a, &"--output-scale", &"1e39", &"-o", &out]);
-    refused(
-        &o,
-        "output_scale must be a positive number up to 1000, got 1e39",
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a flag out of range is a usage error"
     );
+    assert!(stderr(&o).contains("output_scale must be a positive number up to 1000, got 1e39"));
     assert!(!out.exists());
 }
 
