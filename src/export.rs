@@ -300,7 +300,7 @@ fn kept_heads(
         if !adapters.iter().any(|a| &a.name == name) {
             let names: Vec<&str> = adapters.iter().map(|a| a.name.as_str()).collect();
             return Err(LegoError::Invalid(format!(
-                "--keep-heads {name}: no adapter of that name (adapters: {})",
+                "keep_heads: no adapter is named `{name}` (adapters: {})",
                 names.join(", ")
             )));
         }

@@ -10,7 +10,7 @@ use crate::adapter::AdapterFormat;
 use crate::align::ModuleSet;
 use crate::engine::{Engine, MergeOutput};
 use crate::error::Result;
-use crate::export::export_with_recipe;
+use crate::export::{export_with_recipe, recipe_folder};
 use crate::io::load_all;
 use crate::io::write::{check_target, side_file_path, Replaceable};
 pub use crate::io::LoadOptions;
@@ -48,7 +48,7 @@ impl ExportTarget {
     /// Every path the export writes: the output, and the recipe beside a single-file format.
     pub fn written(&self, format: AdapterFormat) -> Vec<PathBuf> {
         let mut written = vec![self.path.clone()];
-        if format == AdapterFormat::Kohya {
+        if format.is_single_file() {
             written.push(side_file_path(&self.path, format, RECIPE_FILE));
         }
         written
@@ -86,25 +86,24 @@ pub struct Exported {
 }
 
 /// Checks `target`, merges every module (calling `done` after each, stopping when `cancel`
-/// is set) and writes the merge with its recipe. `recipe` is the recipe text when the caller
-/// already described the inputs (hashing reads every input file: do it once).
+/// is set) and writes the merge with its recipe, whose paths are relative to the export.
+/// `described` is the recipe when the caller already described the inputs (hashing reads
+/// every input file: do it once).
 pub fn export(
     engine: &Engine,
     settings: &MergeSettings,
     target: &ExportTarget,
-    recipe: Option<&str>,
+    described: Option<&Recipe>,
     done: &(dyn Fn() + Sync),
     cancel: &AtomicBool,
 ) -> Result<Exported> {
     target.check(engine, settings)?;
-    let described;
-    let recipe = match recipe {
-        Some(text) => text,
-        None => {
-            described = Recipe::describe(&engine.set.adapters, settings)?.to_toml();
-            &described
-        }
-    };
+    let folder = recipe_folder(&target.path, settings.format);
+    let recipe = match described {
+        Some(r) => r.portable(&folder),
+        None => Recipe::describe(&engine.set.adapters, settings)?.portable(&folder),
+    }
+    .to_toml();
     let output = engine.merge_all_until(settings, done, cancel)?;
     let mut notices = load_notices(engine);
     notices.extend(output.notices.iter().cloned());
@@ -114,7 +113,7 @@ pub fn export(
         settings,
         &target.path,
         target.force,
-        recipe,
+        &recipe,
     )?);
     let ranks = output
         .modules

@@ -6,11 +6,10 @@ use lora_lego::eval::EvalRecord;
 use lora_lego::sweep::score_once;
 
 use clap::Args;
-use lora_lego::align::ModuleSet;
 use lora_lego::compare::compare_with;
-use lora_lego::engine::Engine;
-use lora_lego::io::{load_all, LoadOptions};
+use lora_lego::io::LoadOptions;
 use lora_lego::recipe::{MergeMethod, MergeSettings};
+use lora_lego::session;
 
 use super::eval::EvalArgs;
 use super::inputs::{adapter_paths, Folders};
@@ -54,7 +53,7 @@ pub fn run(args: &CompareArgs, load: &LoadOptions) -> anyhow::Result<()> {
     };
     let progress = Progress::new(false);
     progress.log(&format!("loading {} adapter(s)", paths.len()));
-    let engine = Engine::new(ModuleSet::new(load_all(&paths, load)?)?);
+    let engine = session::open(&paths, load)?;
     engine.prepare();
     let evaluator = args.eval.evaluator(None)?;
     let bar = progress.bar(methods.len() as u64, "comparing methods");

@@ -1,24 +1,24 @@
 //! `lora-lego merge`: flags and/or a recipe → settings → engine → export.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use lora_lego::adapter::Adapter;
-use lora_lego::align::ModuleSet;
 use lora_lego::card::{model_card, write_card};
 use lora_lego::compare::adapter_retention;
 use lora_lego::engine::{Engine, MergeOutput};
 use lora_lego::eval::EvalRecord;
 use lora_lego::export::{adapter_out, recipe_folder};
 use lora_lego::io::write::{atomic_file, check_target, side_file_path, write_text, Replaceable};
-use lora_lego::io::{load_all, LoadOptions};
+use lora_lego::io::LoadOptions;
 use lora_lego::metrics::mean;
 use lora_lego::output_guard::{resolve, Inputs};
 use lora_lego::recipe::absolute;
 use lora_lego::recipe::RECIPE_FILE;
 use lora_lego::recipe::{MergeSettings, Recipe};
-use lora_lego::LegoError;
+use lora_lego::session;
 use serde::Serialize;
 
 use super::eval::EvalArgs;
@@ -158,7 +158,8 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
     }
     let progress = Progress::new(args.quiet || args.json);
     progress.log(&format!("loading {} adapter(s)", paths.len()));
-    let adapters = load_all(&paths, load)?;
+    let engine = session::open(&paths, load)?;
+    let adapters = &engine.set.adapters;
     let (save_recipe, out) = match args.dry_run {
         true => (None, None),
         false => (args.save_recipe.clone(), out),
@@ -169,20 +170,19 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         out.as_deref(),
         save_recipe.as_deref(),
         &settings,
-        &adapters,
+        adapters,
     )?;
     if let Some(out) = &out {
-        check_target(out, args.force, Replaceable::Adapter).map_err(force_hint)?;
+        check_target(out, args.force, Replaceable::Adapter)?;
     }
     if let Some(r) = &save_recipe {
-        check_target(r, args.force, Replaceable::Recipe).map_err(force_hint)?;
+        check_target(r, args.force, Replaceable::Recipe)?;
     }
     // Hashing reads every input file: once, for the check and for every recipe written.
-    let described = Recipe::describe(&adapters, &settings)?;
+    let described = Recipe::describe(adapters, &settings)?;
     if let Some(recipe) = &recipe {
         recipe.check_inputs(&described)?;
     }
-    let engine = Engine::new(ModuleSet::new(adapters)?);
     let mut notices = notes;
     notices.extend(flag_notices(args, &settings, &engine));
     if let Some(r) = &save_recipe {
@@ -195,8 +195,7 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         let text = saved.portable(folder).to_toml();
         atomic_file(r, args.force, Replaceable::Recipe, |tmp| {
             write_text(tmp, &text)
-        })
-        .map_err(force_hint)?;
+        })?;
     }
     if out.is_none() && !args.dry_run {
         for n in &notices {
@@ -207,36 +206,31 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         return Ok(());
     }
     let bar = progress.bar(engine.set.modules.len() as u64, "merging modules");
-    let output = engine.merge_all_with(&settings, &|| bar.inc(1))?;
-    bar.finish_and_clear();
-    notices.extend(engine.set.warnings.iter().cloned());
-    notices.extend(
-        engine
-            .set
-            .adapters
-            .iter()
-            .flat_map(|a| a.warnings.iter().cloned()),
-    );
-    notices.extend(output.notices.iter().cloned());
     let Some(out_path) = &out else {
+        let output = engine.merge_all_with(&settings, &|| bar.inc(1))?;
+        bar.finish_and_clear();
+        notices.extend(session::load_notices(&engine));
+        notices.extend(output.notices.iter().cloned());
         return dry_run(args, &engine, &output, &settings, &described, notices);
     };
-    let recipe_text = described
-        .portable(&recipe_folder(out_path, settings.format))
-        .to_toml();
-    progress.log(&format!("writing {}", out_path.display()));
-    notices.extend(
-        lora_lego::export::export_with_recipe(
-            &engine,
-            &output,
-            &settings,
-            out_path,
-            args.force,
-            &recipe_text,
-        )
-        .map_err(force_hint)
-        .with_context(|| format!("writing {}", out_path.display()))?,
-    );
+    let target = session::ExportTarget {
+        path: out_path.clone(),
+        force: args.force,
+        extra_inputs: args.recipe.iter().cloned().collect(),
+    };
+    let never = AtomicBool::new(false);
+    let written = session::export(
+        &engine,
+        &settings,
+        &target,
+        Some(&described),
+        &|| bar.inc(1),
+        &never,
+    )
+    .with_context(|| format!("writing {}", out_path.display()))?;
+    bar.finish_and_clear();
+    notices.extend(written.notices);
+    let output = written.output;
     let mut summary = summarise(&engine, &output, &settings, Some(out_path), notices);
     if let Some((evaluator, split)) = &evaluator {
         progress.log(&format!(
@@ -295,14 +289,6 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The library says an output exists; on the command line, the way out is `--force`.
-fn force_hint(e: LegoError) -> anyhow::Error {
-    match e {
-        LegoError::OutputExists { .. } => anyhow::anyhow!("{e}; pass --force to replace it"),
-        other => other.into(),
-    }
 }
 
 /// Refuses, whatever `--force` says, an output or saved recipe that is, lies inside or

@@ -10,19 +10,17 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lora_lego::align::ModuleSet;
 use lora_lego::card::{model_card, write_card};
-use lora_lego::engine::Engine;
 use lora_lego::io::write::{check_target, side_file_path, Replaceable};
-use lora_lego::io::{load_all, LoadOptions};
+use lora_lego::io::LoadOptions;
 use lora_lego::output_guard::Inputs;
 use lora_lego::owned_file::replace_text;
 use lora_lego::recipe::{MergeMethod, MergeSettings, Recipe, RECIPE_FILE};
+use lora_lego::session;
 use lora_lego::sweep::{
     best, candidates, knob_text, parse_set, read_results, ResultRecord, SweepContext, SweepEvent,
     SweepRun, SweepSpec, BEST_FILE, RESULTS_FILE, SCALE_FIELD,
 };
-use lora_lego::LegoError;
 
 use super::eval::EvalArgs;
 
@@ -161,10 +159,8 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
     spec.eval = Some(evaluator.command.clone());
     spec.split = split.clone();
     if let Some(out) = &args.export {
-        check_target(out, args.force, Replaceable::Adapter).map_err(|e| match e {
-            LegoError::OutputExists { .. } => anyhow::anyhow!("{e}; pass --force to replace it"),
-            other => other.into(),
-        })?;
+        // `main` adds the `--force` hint to an existing output.
+        check_target(out, args.force, Replaceable::Adapter)?;
     }
     let quiet = args.quiet;
     let log = |line: String| {
@@ -173,9 +169,10 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
         }
     };
     log(format!("loading {} adapter(s)", paths.len()));
-    let adapters = load_all(&paths, load)?;
+    let engine = session::open(&paths, load)?;
+    let adapters = &engine.set.adapters;
     // Neither the results nor the export may be, lie inside or contain an input.
-    let mut inputs = Inputs::of_adapters(&adapters);
+    let mut inputs = Inputs::of_adapters(adapters);
     if let Some(r) = &args.recipe {
         inputs.add(r);
     }
@@ -183,7 +180,7 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
     if let Some(out) = &args.export {
         inputs.check(out)?;
     }
-    let described = Recipe::describe(&adapters, &base)?;
+    let described = Recipe::describe(adapters, &base)?;
     if let Some(recipe) = &check {
         recipe.check_inputs(&described)?;
     }
@@ -197,7 +194,6 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
         split: split.clone(),
     };
     let cands = candidates(&spec, &base, &ctx, paths.len())?;
-    let engine = Engine::new(ModuleSet::new(adapters)?);
     engine.prepare();
 
     let results_path = args.results.join(RESULTS_FILE);
