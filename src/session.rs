@@ -6,9 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use crate::adapter::AdapterFormat;
 use crate::align::ModuleSet;
-use crate::engine::{Engine, MergeOutput};
+use crate::engine::MergeOutput;
 use crate::error::Result;
 use crate::export::{export_with_recipe, recipe_folder};
 use crate::io::load_all;
@@ -17,6 +16,19 @@ pub use crate::io::LoadOptions;
 use crate::output_guard::Inputs;
 use crate::recipe::{Recipe, RECIPE_FILE};
 use crate::settings::MergeSettings;
+
+// What the front ends see of the library besides `recipe`: the view types they draw and the
+// use cases they call. The explorer imports nothing else, so this list is its whole contract.
+pub use crate::adapter::{Adapter, AdapterFormat};
+pub use crate::compare::{compare, compare_module, MethodRow};
+pub use crate::engine::{Engine, ModuleView};
+pub use crate::error::LegoError;
+pub use crate::eval::{EvalRecord, Evaluator};
+pub use crate::io::tensor::DType;
+pub use crate::kmeans::KPoint;
+pub use crate::merge::MergedModule;
+pub use crate::signals::on_fatal_signals;
+pub use crate::sweep::{knob_text, read_results, score_once, ResultRecord, RESULTS_FILE};
 
 /// Loads and aligns `paths` into an engine ready to merge.
 pub fn open(paths: &[PathBuf], load: &LoadOptions) -> Result<Engine> {

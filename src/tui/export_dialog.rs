@@ -9,8 +9,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph, Wrap};
 use ratatui::Frame;
 
-use crate::adapter::AdapterFormat;
-use crate::io::tensor::DType;
+use crate::session::AdapterFormat;
+use crate::session::DType;
 
 use super::theme::Theme;
 use super::worker::ExportSummary;

@@ -42,8 +42,8 @@ use ratatui::crossterm::terminal::{
 };
 use ratatui::Terminal;
 
-use crate::engine::Engine;
 use crate::recipe::MergeSettings;
+use crate::session::Engine;
 use crate::session::LoadOptions;
 
 use app::{App, Effect, Event, Status};
@@ -64,7 +64,7 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// On SIGTERM, SIGINT or SIGHUP: ask the run loop to stop, give it a moment to restore the
 /// terminal itself (it may be halfway through drawing a frame), then restore it regardless.
 fn install_signal_handlers() -> std::io::Result<()> {
-    crate::signals::on_fatal_signals(|| {
+    crate::session::on_fatal_signals(|| {
         STOP.store(true, Ordering::SeqCst);
         for _ in 0..50 {
             if !TERMINAL_TAKEN.load(Ordering::SeqCst) {
@@ -128,7 +128,7 @@ pub struct Extras {
     /// The sweep the sweep view (`w`) reads.
     pub sweep: Option<PathBuf>,
     /// The evaluator `E` scores the current settings with, and its split.
-    pub evaluator: Option<(crate::eval::Evaluator, Option<String>)>,
+    pub evaluator: Option<(crate::session::Evaluator, Option<String>)>,
 }
 
 /// [`run`] with a sweep view and/or an evaluator.
@@ -291,7 +291,7 @@ fn apply(
                 let spawned = std::thread::Builder::new()
                     .name("lora-lego-score".into())
                     .spawn(move || {
-                        let result = crate::sweep::score_once(
+                        let result = crate::session::score_once(
                             &engine,
                             &settings,
                             &evaluator,

@@ -78,7 +78,7 @@ impl Session {
                     let Some((evaluator, split)) = self.app.evaluator.clone() else {
                         continue;
                     };
-                    let result = crate::sweep::score_once(
+                    let result = crate::session::score_once(
                         &self.app.engine,
                         &settings,
                         &evaluator,

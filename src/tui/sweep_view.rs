@@ -14,7 +14,7 @@ use ratatui::widgets::{Axis, Block, Borders, Chart, Clear, Dataset, GraphType, P
 use ratatui::Frame;
 
 use crate::recipe::MergeSettings;
-use crate::sweep::{knob_text, read_results, ResultRecord, RESULTS_FILE};
+use crate::session::{knob_text, read_results, ResultRecord, RESULTS_FILE};
 use crate::tui::theme::Theme;
 
 /// Width of the per-task bars.

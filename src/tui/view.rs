@@ -2,8 +2,8 @@
 //! (`App::view`). Panels draw from these plain structs only, so they
 //! know nothing of how the app keeps its state.
 
-use crate::engine::ModuleView;
 use crate::recipe::{MergeMethod, MergeSettings};
+use crate::session::ModuleView;
 
 use super::export_dialog::ExportDialog;
 use super::sweep_view::SweepView;

@@ -12,14 +12,14 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::adapter::AdapterFormat;
-use crate::compare::{self, MethodRow};
-use crate::engine::{Engine, ModuleView};
-use crate::error::LegoError;
-use crate::kmeans::KPoint;
-use crate::merge::MergedModule;
 use crate::recipe::{MergeMethod, MergeSettings};
 use crate::session;
+use crate::session::AdapterFormat;
+use crate::session::KPoint;
+use crate::session::LegoError;
+use crate::session::MergedModule;
+use crate::session::MethodRow;
+use crate::session::{Engine, ModuleView};
 
 /// How many modules are summarised between two looks at the request queue.
 const BATCH: usize = 4;
@@ -263,7 +263,7 @@ pub fn recompute_sync(
 /// Every method on `module` and on all modules.
 pub fn comparison(engine: &Engine, settings: &MergeSettings, module: usize) -> Comparison {
     let methods = MergeMethod::all();
-    let module_rows = compare::compare_module(engine, settings, &methods, module)
+    let module_rows = session::compare_module(engine, settings, &methods, module)
         .into_iter()
         .map(|(method, r)| {
             let r = r
@@ -275,7 +275,7 @@ pub fn comparison(engine: &Engine, settings: &MergeSettings, module: usize) -> C
     Comparison {
         module,
         module_rows,
-        all_rows: compare::compare(engine, settings, &methods),
+        all_rows: session::compare(engine, settings, &methods),
     }
 }
 

@@ -27,7 +27,7 @@ pub enum Event {
         /// The settings scored.
         settings: Box<MergeSettings>,
         /// The record, or what went wrong.
-        result: Result<crate::eval::EvalRecord, String>,
+        result: Result<crate::session::EvalRecord, String>,
     },
 }
 

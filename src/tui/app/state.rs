@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::engine::{Engine, ModuleView};
 use crate::recipe::MergeSettings;
+use crate::session::{Engine, ModuleView};
 use crate::tui::action::Control;
 use crate::tui::export_dialog::ExportDialog;
 use crate::tui::keys::Context;
@@ -93,9 +93,9 @@ pub struct App {
     pub(crate) sweep_dir: Option<PathBuf>,
     /// The evaluator's last score, with the settings it is for and where it came from (a sweep
     /// candidate, or `E`); stale once the settings change.
-    pub score: Option<(MergeSettings, String, crate::eval::EvalRecord)>,
+    pub score: Option<(MergeSettings, String, crate::session::EvalRecord)>,
     /// The evaluator `E` runs on the current settings (`lora-lego --eval CMD`), and its split.
-    pub(crate) evaluator: Option<(crate::eval::Evaluator, Option<String>)>,
+    pub(crate) evaluator: Option<(crate::session::Evaluator, Option<String>)>,
     /// True while a score is being computed.
     pub(crate) scoring: bool,
 }

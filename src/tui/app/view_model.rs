@@ -1,6 +1,6 @@
 //! [`App::view`]: the state turned into what one frame shows.
 
-use crate::adapter::Adapter;
+use crate::session::Adapter;
 use crate::tui::action::Control;
 use crate::tui::keys::{self, Context};
 use crate::tui::view::{

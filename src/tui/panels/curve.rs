@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph};
 use ratatui::Frame;
 
-use crate::kmeans::KPoint;
+use crate::session::KPoint;
 use crate::tui::theme::Theme;
 use crate::tui::view::KCurve;
 

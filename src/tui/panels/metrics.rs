@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
-use crate::engine::ModuleView;
+use crate::session::ModuleView;
 use crate::tui::theme::Theme;
 use crate::tui::view::Metrics;
 

@@ -9,7 +9,7 @@ use ratatui::widgets::canvas::{Canvas, Points};
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
-use crate::engine::ModuleView;
+use crate::session::ModuleView;
 use crate::tui::theme::Theme;
 use crate::tui::view::{ColourBy, Units};
 
