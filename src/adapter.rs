@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use ndarray::Array2;
 
-use crate::io::tensor::{DType, TensorRef};
+use crate::tensor::{DType, TensorRef};
 
 /// A module path inside the base model, e.g. `model.layers.0.self_attn.q_proj`.
 ///

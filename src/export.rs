@@ -11,11 +11,11 @@ use crate::engine::{Engine, MergeOutput};
 use crate::error::{LegoError, Result};
 use crate::io::factors::stored_shapes;
 use crate::io::naming::{kohya_stem, reprefix, KohyaPrefix};
-use crate::io::tensor::{DType, TensorRef};
 use crate::io::write::{side_file_path, write_adapter, AdapterOut, ModuleNames, OutModule};
 use crate::output_guard::Inputs;
 use crate::recipe::{Recipe, RECIPE_FILE, RECIPE_METADATA_KEY};
 use crate::settings::MergeSettings;
+use crate::tensor::{DType, TensorRef};
 
 /// The adapter to write for `output`, plus notices about what was decided.
 pub fn adapter_out(

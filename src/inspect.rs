@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::adapter::{Adapter, LoraKind};
-use crate::io::tensor::DType;
+use crate::tensor::DType;
 
 /// The report for one adapter.
 #[derive(Debug, Clone, Serialize)]

@@ -31,6 +31,7 @@ pub mod settings;
 pub mod signals;
 pub mod sweep;
 pub mod sweep_spec;
+pub mod tensor;
 pub mod tui;
 pub mod value_enums;
 pub use error::{LegoError, Result};

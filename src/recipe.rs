@@ -14,12 +14,7 @@ use crate::error::{LegoError, Result};
 
 /// The recipe format this build reads and writes.
 pub const RECIPE_VERSION: u32 = 1;
-/// The recipe's name beside an exported PEFT adapter (and its safetensors metadata key).
-pub const RECIPE_FILE: &str = "lora_lego_recipe.toml";
-/// The first line of every recipe lora-lego writes (how `--force` recognises one of ours).
-pub const RECIPE_HEADER: &str = "# lora-lego merge recipe";
-/// The safetensors metadata key holding the recipe.
-pub const RECIPE_METADATA_KEY: &str = "lora_lego_recipe";
+pub use crate::io::write::{RECIPE_FILE, RECIPE_HEADER, RECIPE_METADATA_KEY};
 
 /// One input adapter as a recipe names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,7 +154,7 @@ impl Recipe {
     /// Reads a recipe file.
     pub fn read(path: &Path) -> Result<Self> {
         let mut text = String::new();
-        crate::io::tensor::open_regular(path)?
+        crate::tensor::open_regular(path)?
             .read_to_string(&mut text)
             .map_err(|e| LegoError::io(path, e))?;
         Self::parse(path, &text)

@@ -24,11 +24,11 @@ pub use crate::compare::{compare, compare_module, MethodRow};
 pub use crate::engine::{Engine, ModuleView};
 pub use crate::error::LegoError;
 pub use crate::eval::{EvalRecord, Evaluator};
-pub use crate::io::tensor::DType;
 pub use crate::kmeans::KPoint;
 pub use crate::merge::MergedModule;
 pub use crate::signals::on_fatal_signals;
 pub use crate::sweep::{knob_text, read_results, score_once, ResultRecord, RESULTS_FILE};
+pub use crate::tensor::DType;
 
 /// Loads and aligns `paths` into an engine ready to merge.
 pub fn open(paths: &[PathBuf], load: &LoadOptions) -> Result<Engine> {

@@ -7,12 +7,12 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::AdapterFormat;
-use crate::io::tensor::DType;
 use crate::merge::baselines::{BaselineMethod, MajoritySign};
 use crate::merge::data_free::{DataFreeMethod, DataFreeParams};
 pub use crate::merge::lego_params::{
     ClusterParams, FeatureSpace, OutputReweight, ParamReweight, PostStep, UnitBasis,
 };
+use crate::tensor::DType;
 
 /// Serialises a field through its `Display` / `FromStr`, so recipes hold plain strings.
 pub mod as_string {

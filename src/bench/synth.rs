@@ -9,8 +9,8 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::error::Result;
 use crate::io::peft::{CONFIG_NAME, WEIGHTS_NAME};
-use crate::io::tensor::{write_safetensors, DType, TensorRef};
 use crate::io::write::write_text;
+use crate::tensor::{write_safetensors, DType, TensorRef};
 
 /// The shape of a synthetic set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,12 +5,12 @@ use clap::builder::{PossibleValue, TypedValueParser};
 use clap::{Args, ValueEnum};
 use lora_lego::adapter::AdapterFormat;
 use lora_lego::io::naming::KohyaPrefix;
-use lora_lego::io::tensor::DType;
 use lora_lego::merge::baselines::MajoritySign;
 use lora_lego::recipe::{
     FeatureSpace, KOverride, MergeMethod, MergeSettings, OutputReweight, ParamReweight, PostStep,
     UnitBasis,
 };
+use lora_lego::tensor::DType;
 
 /// Every flag that sets merge settings (`merge`): the method, its parameters, the output.
 #[derive(Debug, Clone, Default, Args)]

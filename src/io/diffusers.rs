@@ -12,8 +12,8 @@ use crate::error::{LegoError, Result};
 use crate::io::keys::{classify_peft, PeftKey};
 use crate::io::naming::{split_component, Component};
 use crate::io::peft::{adapter_name, read_tensors, AlphaRule, PeftConfig, PEFT_PREFIX};
-use crate::io::tensor::TensorFile;
 use crate::io::LoadOptions;
+use crate::tensor::TensorFile;
 
 /// The header entry diffusers keeps each component's LoRA config in (`unet.r`, `unet.lora_alpha`, …).
 pub const ADAPTER_METADATA_KEY: &str = "lora_adapter_metadata";

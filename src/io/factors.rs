@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::adapter::LoraKind;
 use crate::error::{LegoError, Result};
-use crate::io::tensor::TensorRef;
+use crate::tensor::TensorRef;
 
 /// The kind and sizes a factor pair implies: `(kind, rank, d_in, d_out)`.
 pub fn factor_shapes(

@@ -8,8 +8,8 @@ use crate::error::{LegoError, Result};
 use crate::io::factors::factor_shapes;
 use crate::io::keys::{classify_kohya, split_kohya_stem, KohyaKey};
 use crate::io::peft::adapter_name;
-use crate::io::tensor::{TensorFile, TensorRef};
 use crate::io::LoadOptions;
+use crate::tensor::{TensorFile, TensorRef};
 
 #[derive(Default)]
 struct Parts<'a> {

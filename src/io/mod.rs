@@ -4,17 +4,15 @@ pub mod diffusers;
 pub mod factors;
 pub mod keys;
 pub mod kohya;
-pub mod mapguard;
 pub mod naming;
 pub mod peft;
-pub mod tensor;
 pub mod write;
 
 use std::path::Path;
 
 use crate::adapter::Adapter;
 use crate::error::{LegoError, Result};
-use tensor::{TensorFile, TensorRef};
+use crate::tensor::{self, TensorFile, TensorRef};
 
 /// Choices that change what a reader accepts.
 #[derive(Debug, Clone, Default)]

@@ -10,8 +10,8 @@ use crate::adapter::{Adapter, AdapterFormat, ExtraTensor, LoraModule, ModuleKey}
 use crate::error::{LegoError, Result};
 use crate::io::factors::factor_shapes;
 use crate::io::keys::{classify_peft, PeftKey};
-use crate::io::tensor::{TensorFile, TensorRef};
 use crate::io::LoadOptions;
+use crate::tensor::{TensorFile, TensorRef};
 
 /// PEFT's key prefix in saved adapters (`PeftModel.base_model.model`).
 pub const PEFT_PREFIX: &str = "base_model.model.";
@@ -41,7 +41,7 @@ impl PeftConfig {
     /// Parses and checks a config file.
     pub fn read(path: &Path) -> Result<Self> {
         let mut text = String::new();
-        std::io::Read::read_to_string(&mut crate::io::tensor::open_regular(path)?, &mut text)
+        std::io::Read::read_to_string(&mut crate::tensor::open_regular(path)?, &mut text)
             .map_err(|e| LegoError::io(path, e))?;
         let value: Value = serde_json::from_str(&text).map_err(|e| LegoError::Config {
             path: path.into(),

@@ -12,8 +12,17 @@ use crate::error::{LegoError, Result};
 use crate::io::diffusers::ADAPTER_METADATA_KEY;
 use crate::io::naming::{component_of, kohya_stem, KohyaPrefix};
 use crate::io::peft::{CONFIG_NAME, PEFT_PREFIX, WEIGHTS_NAME};
-use crate::io::tensor::{write_safetensors, TensorRef};
-use crate::recipe::{Recipe, RECIPE_FILE, RECIPE_HEADER, RECIPE_METADATA_KEY};
+use crate::tensor::{write_safetensors, TensorRef};
+
+// The names of what an export holds live here, beside the writer that must recognise them in
+// a previous export; `recipe` and `card` re-export them.
+
+/// The recipe's name beside an exported PEFT adapter (and its safetensors metadata key).
+pub const RECIPE_FILE: &str = "lora_lego_recipe.toml";
+/// The first line of every recipe lora-lego writes (how `--force` recognises one of ours).
+pub const RECIPE_HEADER: &str = "# lora-lego merge recipe";
+/// The safetensors metadata key holding the recipe.
+pub const RECIPE_METADATA_KEY: &str = "lora_lego_recipe";
 
 /// The model card's file name (inside a PEFT directory; `NAME.README.md` beside a single file).
 /// Here, not in `card`, because the writer must recognise it in a previous export.
@@ -565,7 +574,7 @@ fn not_ours(target: &Path, meta: &std::fs::Metadata, what: Replaceable) -> Optio
     match what {
         Replaceable::Recipe if kind.is_file() => {
             let text = std::fs::read_to_string(target).unwrap_or_default();
-            let ours = text.starts_with(RECIPE_HEADER) || Recipe::parse(target, &text).is_ok();
+            let ours = text.starts_with(RECIPE_HEADER) || looks_like_recipe(&text);
             (!ours).then(|| "it is not a lora-lego recipe".into())
         }
         Replaceable::Card if kind.is_file() => {
@@ -578,6 +587,13 @@ fn not_ours(target: &Path, meta: &std::fs::Metadata, what: Replaceable) -> Optio
         Replaceable::Adapter if kind.is_dir() => not_our_export(target),
         _ => Some("it is neither a regular file nor a directory".into()),
     }
+}
+
+/// Whether `text` has a recipe's shape (a `[merge]` table and an adapter list) though its
+/// header was edited away; whether it would replay is not the question here.
+fn looks_like_recipe(text: &str) -> bool {
+    toml::from_str::<toml::Table>(text)
+        .is_ok_and(|t| t.get("merge").is_some_and(|m| m.is_table()) && t.contains_key("adapters"))
 }
 
 /// Why the directory `dir` is not a previous export of ours: it holds files we never write, or

@@ -3,7 +3,7 @@
 
 use lora_lego::bench::run::run;
 use lora_lego::bench::synth::{synthesize, SynthSpec};
-use lora_lego::io::tensor::DType;
+use lora_lego::tensor::DType;
 
 fn toy() -> SynthSpec {
     SynthSpec {

@@ -17,7 +17,7 @@ fn every_recorded_fuzz_input_is_handled_without_a_panic() {
 
 #[test]
 fn a_file_shorter_than_the_header_length_is_an_error_not_a_panic() {
-    let e = lora_lego::io::tensor::TensorFile::from_bytes(
+    let e = lora_lego::tensor::TensorFile::from_bytes(
         std::path::Path::new("x.safetensors"),
         vec![1, 2, 3],
     )

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use lora_lego::bench::synth::{synthesize, SynthSpec};
-use lora_lego::io::tensor::DType;
+use lora_lego::tensor::DType;
 
 fn spec() -> SynthSpec {
     SynthSpec {

@@ -3,9 +3,9 @@
 
 use crate::common::*;
 use lora_lego::adapter::{AdapterFormat, LoraKind};
-use lora_lego::io::tensor::DType;
 use lora_lego::io::write::{write_adapter, AdapterOut};
 use lora_lego::io::{load_adapter, LoadOptions};
+use lora_lego::tensor::DType;
 
 fn load(p: &std::path::Path) -> lora_lego::adapter::Adapter {
     load_adapter(p, &LoadOptions::default()).unwrap()

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use lora_lego::bench::synth::{synthesize, SynthSpec};
-use lora_lego::io::tensor::DType;
+use lora_lego::tensor::DType;
 
 #[test]
 #[ignore]

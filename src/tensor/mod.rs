@@ -1,4 +1,7 @@
 //! Tensors as they sit in a safetensors file: dtype, shape and bytes, read through a memory map.
+//! Below both the adapter model and the readers: an adapter holds these, `io` makes them.
+
+pub mod mapguard;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -73,7 +76,7 @@ impl std::str::FromStr for DType {
 enum Store {
     /// The guard comes first: fields drop in order, so it is unregistered before the unmap.
     Mapped {
-        guard: super::mapguard::Mapping,
+        guard: mapguard::Mapping,
         map: Mmap,
         path: PathBuf,
     },
@@ -282,7 +285,7 @@ impl TensorFile {
         // zeros past its end instead of raising SIGBUS (see `mapguard`), and `check_intact`
         // reports it.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| LegoError::io(path, e))?;
-        let guard = super::mapguard::Mapping::register(map.as_ptr(), map.len());
+        let guard = mapguard::Mapping::register(map.as_ptr(), map.len());
         let store = Store::Mapped {
             guard,
             map,
