@@ -22,7 +22,7 @@ pub fn model_card(recipe: &Recipe, eval: &EvalRecord) -> String {
         recipe.merge.method
     ));
     for a in &recipe.adapters {
-        s.push_str(&format!("- `{}` (sha256 {})\n", a.path, a.sha256));
+        s.push_str(&format!("- `{}` ({})\n", a.path, a.hash_label()));
     }
     s.push_str("\nThe full recipe is in `lora_lego_recipe.toml`.\n\n## Evaluation\n\n");
     s.push_str(&format!("- {}\n", eval.summary()));
