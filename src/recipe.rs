@@ -136,7 +136,10 @@ impl Recipe {
             return Err(recipe_error(
                 path,
                 None,
-                format!("`adapters`: adapter {} has no `blake3` (or `sha256`) hash", i + 1),
+                format!(
+                    "`adapters`: adapter {} has no `blake3` (or `sha256`) hash",
+                    i + 1
+                ),
             ));
         }
         if recipe.adapters.is_empty() {

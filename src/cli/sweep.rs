@@ -188,11 +188,7 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
         recipe.check_inputs(&described, &adapters)?;
     }
     let ctx = SweepContext {
-        adapter_hashes: described
-            .adapters
-            .iter()
-            .map(|a| a.hash_label())
-            .collect(),
+        adapter_hashes: described.adapters.iter().map(|a| a.hash_label()).collect(),
         eval: evaluator.command.clone(),
         split: split.clone(),
     };
