@@ -45,10 +45,10 @@ pub struct RawGram {
 }
 
 impl RawGram {
-    /// One f32 GEMM per half; everything downstream widens to f64.
+    /// One symmetric f32 product per half; everything downstream widens to f64.
     pub fn compute(raw: &RawUnits) -> Self {
-        let ga = raw.a.dot(&raw.a.t());
-        let gb = raw.b.dot(&raw.b.t());
+        let ga = crate::linalg::syrk(raw.a.view());
+        let gb = crate::linalg::syrk(raw.b.view());
         RawGram {
             a_sq: ga.diag().iter().map(|v| f64::from(*v)).collect(),
             b_sq: gb.diag().iter().map(|v| f64::from(*v)).collect(),
