@@ -2,6 +2,8 @@
 //! (one layer, 7 modules), 8 × r16 (n = 128 units a module) and 100 × r16 (the 1 600-unit
 //! scale probe).
 
+// Each bench includes this file and uses a different subset of it.
+#![allow(dead_code)]
 use std::time::Instant;
 
 use lora_lego::align::ModuleSet;
