@@ -30,7 +30,7 @@ pub fn model_card(recipe: &Recipe, base_model: Option<&str>, eval: Option<&EvalR
         recipe.merge.method
     ));
     for a in &recipe.adapters {
-        s.push_str(&format!("- `{}` (sha256 `{}`)\n", a.path, a.sha256));
+        s.push_str(&format!("- `{}` ({})\n", a.path, a.hash_label()));
     }
     s.push_str("\n## Method and parameters\n\n");
     let merge = toml::to_string(&recipe.merge).unwrap_or_default();

@@ -15,6 +15,7 @@ use crate::error::{LegoError, Result};
 use crate::gram::GramError;
 use crate::gram::{embed, embed_features};
 use crate::kmeans::{k_curve, silhouette, suggest_k, GramKMeans, KPoint};
+use crate::kmeans_gram::GramPartition;
 use crate::merge::baselines::{self, BaselineMethod, BaselineParams, SourceFactors};
 use crate::merge::core_space::{CoreSpace, CoreTask};
 use crate::merge::lego;
@@ -45,10 +46,10 @@ pub struct RawGram {
 }
 
 impl RawGram {
-    /// One f32 GEMM per half; everything downstream widens to f64.
+    /// One symmetric f32 product per half; everything downstream widens to f64.
     pub fn compute(raw: &RawUnits) -> Self {
-        let ga = raw.a.dot(&raw.a.t());
-        let gb = raw.b.dot(&raw.b.t());
+        let ga = crate::linalg::syrk(raw.a.view());
+        let gb = crate::linalg::syrk(raw.b.view());
         RawGram {
             a_sq: ga.diag().iter().map(|v| f64::from(*v)).collect(),
             b_sq: gb.diag().iter().map(|v| f64::from(*v)).collect(),
@@ -77,8 +78,9 @@ pub struct Prepared {
     key: PreparedKey,
     /// How the units are folded.
     pub scaling: UnitScaling,
-    /// The isometric embedding of `G_A + G_B` (n × m).
-    pub y: Array2<f64>,
+    /// The isometric embedding of `G_A + G_B` (n × m), computed when first asked for (see
+    /// [`Engine::embedding`]): clustering runs on the Gram matrix and needs none.
+    y: OnceLock<std::result::Result<Array2<f64>, GramError>>,
     /// The units' first two principal axes, computed when first shown.
     pca: OnceLock<std::result::Result<PcaBasis, GramError>>,
 }
@@ -235,23 +237,32 @@ impl Engine {
         if scaling.is_empty() {
             return Ok(None);
         }
-        let module = &self.set.modules[i];
-        // Many units on narrow layers: embed from the features (D × D) instead of the units
-        // (n × n); either way Y Yᵀ = G.
-        let embedding = if module.d_in + module.d_out < scaling.len() {
-            embed_features(self.feature_rows(i, &scaling).view())
-        } else {
-            embed(self.geometry(i, &scaling).g().view())
-        };
-        let y = embedding.map_err(|e| gram_error(module.key.as_str(), e))?.y;
         let p = Arc::new(Prepared {
             key,
             scaling,
-            y,
+            y: OnceLock::new(),
             pca: OnceLock::new(),
         });
         *slot = Some(Arc::clone(&p));
         Ok(Some(p))
+    }
+
+    /// The isometric embedding `Y` (`Y Yᵀ = G`) of a prepared pool of module `i`, computed once.
+    pub fn embedding<'a>(&self, i: usize, prep: &'a Prepared) -> Result<&'a Array2<f64>> {
+        let module = &self.set.modules[i];
+        prep.y
+            .get_or_init(|| {
+                // Many units on narrow layers: embed from the features (D × D) instead of the
+                // units (n × n); either way Y Yᵀ = G.
+                let embedding = if module.d_in + module.d_out < prep.scaling.len() {
+                    embed_features(self.feature_rows(i, &prep.scaling).view())
+                } else {
+                    embed(self.geometry(i, &prep.scaling).g().view())
+                };
+                embedding.map(|e| e.y)
+            })
+            .as_ref()
+            .map_err(|e| gram_error(module.key.as_str(), e.clone()))
     }
 
     /// Merges module `i`. `None` when no unit has a non-zero weight.
@@ -442,7 +453,7 @@ impl Engine {
                 "module `{name}`: k = {k_req} is more than its {n} units; using k = {n}"
             ));
         }
-        let model = lego::cluster(name, prep.y.view(), k, &settings.cluster_params())?;
+        let model = lego::cluster(name, g.view(), k, &settings.cluster_params())?;
         let membership = model.membership_matrix();
         let raw = RawUnits::load(&self.set, module);
         let (pool_a, pool_b) = scaling.pool(&raw);
@@ -493,13 +504,18 @@ impl Engine {
 
     /// Only the clustering of module `i` (no factors, no metrics): what a change of k costs
     /// before anything is shown.
-    pub fn cluster_only(&self, i: usize, settings: &MergeSettings) -> Result<Option<GramKMeans>> {
+    pub fn cluster_only(
+        &self,
+        i: usize,
+        settings: &MergeSettings,
+    ) -> Result<Option<GramPartition>> {
         let name = self.set.modules[i].key.as_str();
         let Some(prep) = self.prepared(i, settings)? else {
             return Ok(None);
         };
         let k = settings.k_for(name).min(prep.scaling.len());
-        lego::cluster(name, prep.y.view(), k, &settings.cluster_params()).map(Some)
+        let g = self.geometry(i, &prep.scaling).g();
+        lego::cluster(name, g.view(), k, &settings.cluster_params()).map(Some)
     }
 
     /// Everything the explorer shows for module `i`: the merge, the units with their sources
@@ -601,9 +617,11 @@ impl Engine {
             .map_err(|e| LegoError::Invalid(e.to_string()))?;
         let g = self.geometry(i, &prep.scaling).g();
         let curve =
-            k_curve(prep.y.view(), g.view(), kmax, &params).map_err(|e| LegoError::Module {
-                module: name.to_string(),
-                reason: format!("k curve: {e}"),
+            k_curve(self.embedding(i, &prep)?.view(), g.view(), kmax, &params).map_err(|e| {
+                LegoError::Module {
+                    module: name.to_string(),
+                    reason: format!("k curve: {e}"),
+                }
             })?;
         let k = suggest_k(&curve);
         Ok((curve, k))

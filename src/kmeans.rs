@@ -365,7 +365,7 @@ fn check_points(y: ArrayView2<f64>, k: usize) -> Result<(), KMeansError> {
 }
 
 /// Independent, well-mixed seed per restart (SplitMix64 finaliser).
-fn restart_seed(seed: u64, restart: usize) -> u64 {
+pub(crate) fn restart_seed(seed: u64, restart: usize) -> u64 {
     let mut z = seed.wrapping_add((restart as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -407,7 +407,7 @@ fn kmeans_plus_plus(
 
 /// Index drawn with probability ∝ weight; `None` when all weights are 0 (all points coincide
 /// with chosen centres).
-fn sample_by_weight(weights: &[f64], rng: &mut Xoshiro256PlusPlus) -> Option<usize> {
+pub(crate) fn sample_by_weight(weights: &[f64], rng: &mut Xoshiro256PlusPlus) -> Option<usize> {
     let total: f64 = weights.iter().sum();
     if !(total > 0.0 && total.is_finite()) {
         return None;
@@ -428,7 +428,7 @@ fn sample_by_weight(weights: &[f64], rng: &mut Xoshiro256PlusPlus) -> Option<usi
 }
 
 /// A uniformly random index not yet chosen (duplicates would only create empty clusters).
-fn uniform_unchosen(chosen: &[usize], n: usize, rng: &mut Xoshiro256PlusPlus) -> usize {
+pub(crate) fn uniform_unchosen(chosen: &[usize], n: usize, rng: &mut Xoshiro256PlusPlus) -> usize {
     let free: Vec<usize> = (0..n).filter(|i| !chosen.contains(i)).collect();
     if free.is_empty() {
         rng.gen_range(0..n)

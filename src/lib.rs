@@ -16,6 +16,7 @@ pub mod gram;
 pub mod inspect;
 pub mod io;
 pub mod kmeans;
+pub mod kmeans_gram;
 pub mod linalg;
 pub mod merge;
 pub mod metrics;

@@ -47,10 +47,59 @@ pub struct BenchReport {
     pub svd_module_ms: f64,
     /// Peak resident memory of this process.
     pub peak_rss_bytes: u64,
+    /// Per method: one module at a time, every module (or as many as fit the time budget).
+    #[serde(default)]
+    pub per_module: Vec<MethodModules>,
 }
 
-/// Runs every measurement on the adapters at `paths`, exporting into `out_dir`.
-pub fn run(paths: &[PathBuf], out_dir: &std::path::Path) -> Result<BenchReport> {
+/// Per-module merge times of one method.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct MethodModules {
+    /// The method's name as `--method` takes it.
+    pub method: String,
+    /// Modules timed (all, unless the budget ran out).
+    pub modules_timed: usize,
+    /// p50 and p95 of one module's merge.
+    pub module_ms: [f64; 2],
+}
+
+/// Seconds of per-module timing per method before the rest is left out (dense methods on
+/// 7B shapes take seconds a module).
+const PER_METHOD_BUDGET_S: f64 = 20.0;
+
+/// Times each module's merge with `method`, one module at a time.
+fn per_module(engine: &Engine, method: &str) -> Result<MethodModules> {
+    let settings = MergeSettings {
+        k: 16,
+        method: method
+            .parse()
+            .map_err(|e: String| crate::LegoError::Invalid(e))?,
+        ..MergeSettings::default()
+    };
+    let start = Instant::now();
+    let mut times = Vec::new();
+    for i in 0..engine.set.modules.len() {
+        let t = Instant::now();
+        engine.merge_module(i, &settings)?;
+        times.push(ms(t));
+        if start.elapsed().as_secs_f64() > PER_METHOD_BUDGET_S {
+            break;
+        }
+    }
+    Ok(MethodModules {
+        method: method.to_string(),
+        modules_timed: times.len(),
+        module_ms: percentiles(&mut times),
+    })
+}
+
+/// Runs every measurement on the adapters at `paths`, exporting into `out_dir`, with
+/// per-module times for each of `methods`.
+pub fn run(
+    paths: &[PathBuf],
+    out_dir: &std::path::Path,
+    methods: &[String],
+) -> Result<BenchReport> {
     let input_bytes = paths.iter().map(|p| dir_bytes(p)).sum();
     let t = Instant::now();
     let set = ModuleSet::new(load_all(paths, &LoadOptions::default())?)?;
@@ -116,6 +165,11 @@ pub fn run(paths: &[PathBuf], out_dir: &std::path::Path) -> Result<BenchReport> 
         all.push(ms(t));
     }
     let svd_module_ms = svd_time(&engine)?;
+    let peak_rss_bytes = peak_rss();
+    let per_module = methods
+        .iter()
+        .map(|m| per_module(&engine, m))
+        .collect::<Result<Vec<_>>>()?;
     Ok(BenchReport {
         adapters: paths.len(),
         modules: n_modules,
@@ -130,7 +184,8 @@ pub fn run(paths: &[PathBuf], out_dir: &std::path::Path) -> Result<BenchReport> 
         recluster_one_ms: percentiles(&mut one),
         recluster_all_ms: percentiles(&mut all),
         svd_module_ms,
-        peak_rss_bytes: peak_rss(),
+        peak_rss_bytes,
+        per_module,
     })
 }
 

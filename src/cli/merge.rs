@@ -181,7 +181,7 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
     // Hashing reads every input file: once, for the check and for every recipe written.
     let described = Recipe::describe(adapters, &settings)?;
     if let Some(recipe) = &recipe {
-        recipe.check_inputs(&described)?;
+        recipe.check_inputs(&described, adapters)?;
     }
     let mut notices = notes;
     notices.extend(flag_notices(args, &settings, &engine));

@@ -182,14 +182,10 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
     }
     let described = Recipe::describe(adapters, &base)?;
     if let Some(recipe) = &check {
-        recipe.check_inputs(&described)?;
+        recipe.check_inputs(&described, adapters)?;
     }
     let ctx = SweepContext {
-        adapter_hashes: described
-            .adapters
-            .iter()
-            .map(|a| a.sha256.clone())
-            .collect(),
+        adapter_hashes: described.adapters.iter().map(|a| a.hash_label()).collect(),
         eval: evaluator.command.clone(),
         split: split.clone(),
     };

@@ -1,8 +1,11 @@
-//! Dense linear algebra on small f64 matrices (core-space sizes: tens to a few hundred).
+//! Dense linear algebra: small f64 matrices (core-space sizes: tens to a few hundred) and the
+//! symmetric Gram product of unit pools.
 
 mod svd;
+mod syrk;
 
 pub use svd::{polar, svd, Svd};
+pub use syrk::syrk;
 
 /// Errors of the small dense routines.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! The registry of data-free merge methods (2023–2025), each one type behind
-//! [`CoreMethod`] in its own file, all computed in the core space of a module ([`CoreSpace`]).
+//! [`CoreMethod`] in its own file, all computed in the core space of a module ([`super::core_space::CoreSpace`]).
 
 use std::fmt;
 use std::hash::{Hash, Hasher};

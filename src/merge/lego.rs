@@ -1,4 +1,4 @@
-//! LoRA-LEGO for one module: k-means over the embedded units, centroids as the merged units,
+//! LoRA-LEGO for one module: k-means on the units' Gram matrix, centroids as the merged units,
 //! then dual reweighting (parameter: restore the members' norm; output: undo the variance
 //! growth of k terms).
 
@@ -6,27 +6,31 @@ use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use crate::error::{LegoError, Result};
 use crate::kmeans::GramKMeans;
+use crate::kmeans_gram::{fit_gram, GramPartition};
 use crate::merge::lego_params::{ClusterParams, FeatureSpace, OutputReweight, ParamReweight};
 use crate::metrics::Combination;
+use linfa::ParamGuard;
 
-/// Clusters the embedded units `y` (n × m) into `k ≤ n` clusters with the given k-means knobs.
+/// Clusters the units with Gram matrix `g` (n × n) into `k ≤ n` clusters with the given k-means knobs.
 pub fn cluster(
     module: &str,
-    y: ArrayView2<f64>,
+    g: ArrayView2<f64>,
     k: usize,
     settings: &ClusterParams,
-) -> Result<GramKMeans> {
-    GramKMeans::params(k)
+) -> Result<GramPartition> {
+    let fail = |e: crate::kmeans::KMeansError| LegoError::Module {
+        module: module.to_string(),
+        reason: format!("k-means failed: {e}"),
+    };
+    let params = GramKMeans::params(k)
         .n_init(settings.n_init)
         .max_iter(settings.max_iter)
         .tol(settings.tol)
         .seed(settings.seed)
         .sign_aware(settings.space == FeatureSpace::SignAware)
-        .fit_embedding(y)
-        .map_err(|e| LegoError::Module {
-            module: module.to_string(),
-            reason: format!("k-means failed: {e}"),
-        })
+        .check()
+        .map_err(fail)?;
+    fit_gram(g, &params).map_err(fail)
 }
 
 /// Full-dimension centroids `M·X` as `(k × d_in, k × d_out)` from the folded pool.
@@ -57,11 +61,11 @@ pub struct FullVectors<'a> {
 /// the pool and the full centroids.
 pub fn param_factors(
     norm: ParamReweight,
-    model: &GramKMeans,
+    model: &GramPartition,
     g: &Array2<f64>,
     full: Option<FullVectors>,
 ) -> Vec<f64> {
-    let k = model.k();
+    let k = model.k;
     let (member_norms, centroid_norms): (Array1<f64>, Array1<f64>) = match norm {
         ParamReweight::Off => return vec![1.0; k],
         ParamReweight::L2 => {

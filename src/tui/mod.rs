@@ -1,10 +1,10 @@
 //! The terminal explorer: `lora-lego [ADAPTER...]`.
 //!
 //! This module owns the terminal (raw mode, alternate screen, mouse capture — always restored,
-//! also on a panic and on SIGTERM, SIGINT and SIGHUP) and the run loop; the state and its logic live in [`app`], the engine runs
-//! on the [`worker`] thread. Each frame the app builds a [`view`] model, [`ui`] draws it and
-//! returns the [`layout`] it drew, which the app keeps for the mouse. Keys become
-//! [`action`]s through the [`keys`] table.
+//! also on a panic and on SIGTERM, SIGINT and SIGHUP) and the run loop; the state and its
+//! logic live in [`app`], the engine runs on the [`worker`] thread. Each frame the app builds
+//! a view model, `ui` draws it and returns the [`layout`] it drew, which the app keeps for the
+//! mouse. Keys become [`action`]s through the [`keys`] table.
 
 pub mod action;
 pub mod app;

@@ -69,8 +69,10 @@ fn synthetic_adapters_load_with_the_promised_shapes_and_share_directions() {
 fn the_measuring_run_reports_every_figure() {
     let tmp = tempfile::tempdir().unwrap();
     let paths = synthesize(&toy(), tmp.path(), 1).unwrap();
-    let r = run(&paths, tmp.path()).unwrap();
+    let r = run(&paths, tmp.path(), &["lego".to_string()]).unwrap();
     assert_eq!((r.adapters, r.modules), (3, 14));
+    assert_eq!(r.per_module.len(), 1);
+    assert_eq!(r.per_module[0].modules_timed, 14);
     assert!(r.input_bytes > 0 && r.peak_rss_bytes > 0);
     for v in [
         r.load_ms,

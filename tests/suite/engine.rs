@@ -341,12 +341,9 @@ fn narrow_modules_with_many_units_embed_from_the_features_and_still_merge_exactl
     let s = MergeSettings::default();
     let prep = e.prepared(0, &s).unwrap().unwrap();
     let g = e.geometry(0, &prep.scaling).g();
-    assert!(
-        prep.y.ncols() <= 11,
-        "embedding has {} columns",
-        prep.y.ncols()
-    );
-    let yyt = prep.y.dot(&prep.y.t());
+    let y = e.embedding(0, &prep).unwrap();
+    assert!(y.ncols() <= 11, "embedding has {} columns", y.ncols());
+    let yyt = y.dot(&y.t());
     assert!(
         rel_diff(&yyt, &g) < 1e-6,
         "Y Yᵀ differs from G by {:e}",

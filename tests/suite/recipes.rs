@@ -71,7 +71,7 @@ fn every_method_replays_from_its_recipe_byte_for_byte_on_one_and_two_threads() {
         let recipe = a.join("lora_lego_recipe.toml");
         let text = std::fs::read_to_string(&recipe).unwrap();
         assert!(
-            text.contains(&format!("method = \"{m}\"")) && text.contains("sha256 = "),
+            text.contains(&format!("method = \"{m}\"")) && text.contains("blake3 = "),
             "{text}"
         );
         let st = std::fs::read(a.join("adapter_model.safetensors")).unwrap();

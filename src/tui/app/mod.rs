@@ -2,7 +2,7 @@
 //! an event and returns the effects to carry out (requests to the worker, saving the history,
 //! quitting), so the whole UI logic runs in tests without a terminal. A key becomes an
 //! [`Action`](crate::tui::action::Action) through the key table, and [`App::apply`] carries
-//! it out; [`App::view`] builds each frame's view model.
+//! it out; `App::view` builds each frame's view model.
 
 mod apply;
 mod commands;
