@@ -245,12 +245,7 @@ pub fn export_with_recipe(
     crate::io::check_intact(&engine.set.adapters)?;
     let (mut out, notices) = adapter_out(engine, output, settings)?;
     let parsed = Recipe::parse(Path::new(RECIPE_FILE), recipe)?;
-    let base_model = engine
-        .set
-        .adapters
-        .iter()
-        .find_map(|a| a.base_model.as_deref());
-    let card = crate::card::model_card(&parsed, base_model, parsed.eval.as_ref());
+    let card = crate::card::model_card(&parsed, base_model(engine), parsed.eval.as_ref());
     let recipe = recipe.to_string();
     out.metadata
         .insert(RECIPE_METADATA_KEY.into(), recipe.clone());
@@ -368,4 +363,34 @@ fn union_target_modules(engine: &Engine) -> Value {
         }
     }
     Value::from(names.into_iter().collect::<Vec<_>>())
+}
+
+/// The sources' base model (the first one that names it), for the model card.
+pub fn base_model(engine: &Engine) -> Option<&str> {
+    engine
+        .set
+        .adapters
+        .iter()
+        .find_map(|a| a.base_model.as_deref())
+}
+
+/// After an export at `target` was scored: its side recipe becomes `scored` (with the
+/// `[eval]` table) and its model card gains the score. The weights and the recipe in their
+/// metadata stay as written, so the adapter is byte for byte the one that scored.
+pub fn record_score(
+    engine: &Engine,
+    target: &Path,
+    format: AdapterFormat,
+    scored: &Recipe,
+    record: &crate::eval::EvalRecord,
+) -> Result<()> {
+    crate::owned_file::replace_text(
+        &side_file_path(target, format, RECIPE_FILE),
+        &scored.to_toml(),
+    )?;
+    crate::card::write_card(
+        target,
+        format,
+        &crate::card::model_card(scored, base_model(engine), Some(record)),
+    )
 }

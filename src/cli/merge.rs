@@ -6,11 +6,10 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, Context};
 use clap::Args;
 use lora_lego::adapter::Adapter;
-use lora_lego::card::{model_card, write_card};
 use lora_lego::compare::adapter_retention;
 use lora_lego::engine::{Engine, MergeOutput};
 use lora_lego::eval::EvalRecord;
-use lora_lego::export::{adapter_out, recipe_folder};
+use lora_lego::export::{adapter_out, recipe_folder, record_score};
 use lora_lego::io::write::{atomic_file, check_target, side_file_path, write_text, Replaceable};
 use lora_lego::io::LoadOptions;
 use lora_lego::metrics::mean;
@@ -250,18 +249,7 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
             eval: Some(record.clone()),
             ..described.portable(&recipe_folder(out_path, settings.format))
         };
-        let side = side_file_path(out_path, settings.format, RECIPE_FILE);
-        lora_lego::owned_file::replace_text(&side, &scored.to_toml())?;
-        let base_model = engine
-            .set
-            .adapters
-            .iter()
-            .find_map(|a| a.base_model.as_deref());
-        write_card(
-            out_path,
-            settings.format,
-            &model_card(&scored, base_model, Some(&record)),
-        )?;
+        record_score(&engine, out_path, settings.format, &scored, &record)?;
         summary.eval = Some(record);
     }
     if args.json {

@@ -10,12 +10,11 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lora_lego::card::{model_card, write_card};
-use lora_lego::io::write::{check_target, side_file_path, Replaceable};
+use lora_lego::io::write::{check_target, Replaceable};
 use lora_lego::io::LoadOptions;
 use lora_lego::output_guard::Inputs;
 use lora_lego::owned_file::replace_text;
-use lora_lego::recipe::{MergeMethod, MergeSettings, Recipe, RECIPE_FILE};
+use lora_lego::recipe::{MergeMethod, MergeSettings, Recipe};
 use lora_lego::session;
 use lora_lego::sweep::{
     best, candidates, knob_text, parse_set, read_results, ResultRecord, SweepContext, SweepEvent,
@@ -299,19 +298,8 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
             &scored.to_toml(),
         )
         .with_context(|| format!("writing {}", out.display()))?;
-        let side = side_file_path(out, settings.format, RECIPE_FILE);
         let recipe = recipe.portable(&lora_lego::export::recipe_folder(out, settings.format));
-        replace_text(&side, &recipe.to_toml())?;
-        let base_model = engine
-            .set
-            .adapters
-            .iter()
-            .find_map(|a| a.base_model.as_deref());
-        write_card(
-            out,
-            settings.format,
-            &model_card(&recipe, base_model, Some(&eval)),
-        )?;
+        lora_lego::export::record_score(&engine, out, settings.format, &recipe, &eval)?;
         println!("exported the best candidate to {}", out.display());
     }
     Ok(())
