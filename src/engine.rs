@@ -14,7 +14,7 @@ use crate::align::ModuleSet;
 use crate::error::{LegoError, Result};
 use crate::gram::GramError;
 use crate::gram::{embed, embed_features};
-use crate::kmeans::{k_curve, silhouette, suggest_k, GramKMeans, KPoint};
+use crate::kmeans::{k_curve, silhouette, suggest_k, KPoint};
 use crate::kmeans_gram::GramPartition;
 use crate::merge::baselines::{self, BaselineMethod, BaselineParams, SourceFactors};
 use crate::merge::core_space::{CoreSpace, CoreTask};
@@ -128,16 +128,12 @@ fn lego_core_params(settings: &MergeSettings, module: &str) -> LegoCore {
         units: settings.units,
         kc: settings.kc,
         k: settings.k_for(module),
-        sign_aware: settings.space == FeatureSpace::SignAware,
         param: settings.param_reweight,
         output: settings.output_reweight,
         output_scale: settings.output_scale,
         post: settings.post,
         alpha: settings.scale.unwrap_or(1.0),
-        seed: settings.seed,
-        n_init: settings.n_init,
-        max_iter: settings.max_iter,
-        tol: settings.tol,
+        cluster: settings.cluster_params(),
         ensemble: settings.ensemble,
     }
 }
@@ -607,12 +603,9 @@ impl Engine {
         let Some(prep) = self.prepared(i, settings)? else {
             return Ok((Vec::new(), 0));
         };
-        let params = GramKMeans::params(1)
-            .n_init(settings.n_init)
-            .max_iter(settings.max_iter)
-            .tol(settings.tol)
-            .seed(settings.seed)
-            .sign_aware(settings.space == FeatureSpace::SignAware)
+        let params = settings
+            .cluster_params()
+            .kmeans(1)
             .check()
             .map_err(|e| LegoError::Invalid(e.to_string()))?;
         let g = self.geometry(i, &prep.scaling).g();

@@ -22,7 +22,8 @@ pub const DEFAULT_N_INIT: usize = 10;
 pub const DEFAULT_MAX_ITER: usize = 300;
 /// Default relative inertia change below which Lloyd stops.
 pub const DEFAULT_TOL: f64 = 1e-6;
-/// Default RNG seed (linfa's default too).
+/// Default RNG seed when a caller sets none (linfa's default too); merges always pass the
+/// settings' seed, whose default is 0.
 pub const DEFAULT_SEED: u64 = 42;
 /// Restarts per k inside [`k_curve`]: the curve needs a trend, not the best optimum per k,
 /// and it fits every k, so it trades a little inertia for ~3× speed.

@@ -5,9 +5,8 @@
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use crate::error::{LegoError, Result};
-use crate::kmeans::GramKMeans;
 use crate::kmeans_gram::{fit_gram, GramPartition};
-use crate::merge::lego_params::{ClusterParams, FeatureSpace, OutputReweight, ParamReweight};
+use crate::merge::lego_params::{ClusterParams, OutputReweight, ParamReweight};
 use crate::metrics::Combination;
 use linfa::ParamGuard;
 
@@ -22,14 +21,7 @@ pub fn cluster(
         module: module.to_string(),
         reason: format!("k-means failed: {e}"),
     };
-    let params = GramKMeans::params(k)
-        .n_init(settings.n_init)
-        .max_iter(settings.max_iter)
-        .tol(settings.tol)
-        .seed(settings.seed)
-        .sign_aware(settings.space == FeatureSpace::SignAware)
-        .check()
-        .map_err(fail)?;
+    let params = settings.kmeans(k).check().map_err(fail)?;
     fit_gram(g, &params).map_err(fail)
 }
 

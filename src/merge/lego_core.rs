@@ -12,10 +12,9 @@ use ndarray::{concatenate, Array1, Array2, Axis};
 use super::cart::mean_core;
 use super::core_space::{CoreSpace, RANK_RTOL};
 use super::iso::isotropic;
-use super::lego_params::{OutputReweight, ParamReweight, PostStep, UnitBasis};
+use super::lego_params::{ClusterParams, OutputReweight, ParamReweight, PostStep, UnitBasis};
 use super::tsv::orthogonalised;
 use super::{ClusterStats, MethodError};
-use crate::kmeans::GramKMeans;
 use crate::linalg::svd;
 
 /// The centred basis' units per task (methods.md's preset has 6; 8 scored higher on
@@ -31,8 +30,6 @@ pub struct LegoCore {
     pub kc: usize,
     /// Clusters requested (the merged rank before the post-step).
     pub k: usize,
-    /// Cluster lines {+x, −x} instead of points.
-    pub sign_aware: bool,
     /// Parameter reweighting norm.
     pub param: ParamReweight,
     /// Output reweighting reference rank.
@@ -43,14 +40,8 @@ pub struct LegoCore {
     pub post: PostStep,
     /// α on the clustered part (the centred basis' mean is added unscaled).
     pub alpha: f64,
-    /// k-means seed of the first ensemble member.
-    pub seed: u64,
-    /// k-means restarts.
-    pub n_init: usize,
-    /// Lloyd iteration cap.
-    pub max_iter: usize,
-    /// Lloyd relative tolerance.
-    pub tol: f64,
+    /// The k-means knobs; the seed is the first ensemble member's.
+    pub cluster: ClusterParams,
     /// Number of seeds whose merges are averaged (≥ 1).
     pub ensemble: usize,
 }
@@ -281,7 +272,7 @@ impl LegoCore {
         for e in 0..members {
             let part = match partition {
                 Some(p) => p.clone(),
-                None => self.cluster(&y, k, self.seed.wrapping_add(e as u64))?,
+                None => self.cluster(&y, k, self.cluster.seed.wrapping_add(e as u64))?,
             };
             let (m, mut stats) = self.merge_partition(core, &units, &part)?;
             if first_stats.is_none() && k > 1 && k < n {
@@ -311,12 +302,10 @@ impl LegoCore {
                 inertia: 0.0,
             });
         }
-        let model = GramKMeans::params(k)
-            .n_init(self.n_init)
-            .max_iter(self.max_iter)
-            .tol(self.tol)
+        let model = self
+            .cluster
+            .kmeans(k)
             .seed(seed)
-            .sign_aware(self.sign_aware)
             .fit_embedding(y.view())
             .map_err(|e| MethodError::KMeans(e.to_string()))?;
         Ok(Partition {

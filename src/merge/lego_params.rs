@@ -7,6 +7,18 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+impl ClusterParams {
+    /// The k-means for `k` clusters with these knobs (one builder for every LEGO route).
+    pub fn kmeans(&self, k: usize) -> crate::kmeans::GramKMeansParams {
+        crate::kmeans::GramKMeans::params(k)
+            .n_init(self.n_init)
+            .max_iter(self.max_iter)
+            .tol(self.tol)
+            .seed(self.seed)
+            .sign_aware(self.space == FeatureSpace::SignAware)
+    }
+}
+
 /// The k-means knobs one LEGO clustering reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClusterParams {

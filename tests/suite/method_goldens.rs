@@ -12,6 +12,7 @@ use lora_lego::merge::core_space::{CoreSpace, CoreTask};
 use lora_lego::merge::data_free::{CoreMethod, DataFreeMethod};
 use lora_lego::merge::knots::{Dare, Knots};
 use lora_lego::merge::lego_core::{CoreUnits, LegoCore, Partition};
+use lora_lego::merge::lego_params::ClusterParams;
 use lora_lego::recipe::{
     FeatureSpace, MergeMethod, MergeSettings, OutputReweight, ParamReweight, PostStep, UnitBasis,
 };
@@ -191,16 +192,18 @@ fn lego_tsv_preset_matches_its_goldens() {
         units: preset.units,
         kc: 6,
         k: 14,
-        sign_aware: true,
         param: preset.param_reweight,
         output: preset.output_reweight,
         output_scale: 1.0,
         post: preset.post,
         alpha: 1.0,
-        seed: 0,
-        n_init: 10,
-        max_iter: 300,
-        tol: 1e-6,
+        cluster: ClusterParams {
+            n_init: 10,
+            max_iter: 300,
+            tol: 1e-6,
+            seed: 0,
+            space: FeatureSpace::SignAware,
+        },
         ensemble: 1,
     };
     let mut ours = BTreeMap::new();
@@ -310,16 +313,18 @@ fn core_space_lego_with_raw_units_matches_the_planted_goldens() {
             units: UnitBasis::Raw,
             kc: 6,
             k: 4,
-            sign_aware: false,
             param,
             output,
             output_scale: 1.0,
             post: PostStep::None,
             alpha: 1.0,
-            seed: 0,
-            n_init: 10,
-            max_iter: 300,
-            tol: 1e-6,
+            cluster: ClusterParams {
+                n_init: 10,
+                max_iter: 300,
+                tol: 1e-6,
+                seed: 0,
+                space: FeatureSpace::Plain,
+            },
             ensemble: 3,
         };
         let golden = deltas(&load(&format!("method-goldens/lego-planted/plain_{name}")));
