@@ -15,7 +15,11 @@ pub use crate::io::write::{CARD_FILE, CARD_TAG};
 
 /// The card's Markdown for `recipe` (whose text is `recipe_text`), its base model and its
 /// evaluation, if any.
-pub fn model_card(recipe: &Recipe, base_model: Option<&str>, eval: Option<&EvalRecord>) -> String {
+pub fn model_card(
+    recipe: &Recipe,
+    base_model: Option<&str>,
+    eval: Option<&EvalRecord>,
+) -> Result<String> {
     let mut s = String::from("---\n");
     if let Some(b) = base_model {
         s.push_str(&format!("base_model: {}\n", yaml_string(b)));
@@ -40,9 +44,9 @@ pub fn model_card(recipe: &Recipe, base_model: Option<&str>, eval: Option<&EvalR
     }
     s.push_str(&format!(
         "\n## Recipe\n\nAlso beside the weights; replay it with `lora-lego merge --recipe FILE`:\n\n```toml\n{}```\n",
-        recipe.to_toml()
+        recipe.to_toml()?
     ));
-    s
+    Ok(s)
 }
 
 /// A YAML scalar for `s`, quoted when it is not a plain word.

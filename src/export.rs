@@ -209,7 +209,7 @@ pub fn export(
 ) -> Result<Vec<String>> {
     let recipe = Recipe::describe(&engine.set.adapters, settings)?
         .portable(&recipe_folder(target, settings.format))
-        .to_toml();
+        .to_toml()?;
     export_with_recipe(engine, output, settings, target, force, &recipe)
 }
 
@@ -245,7 +245,7 @@ pub fn export_with_recipe(
     crate::io::check_intact(&engine.set.adapters)?;
     let (mut out, notices) = adapter_out(engine, output, settings)?;
     let parsed = Recipe::parse(Path::new(RECIPE_FILE), recipe)?;
-    let card = crate::card::model_card(&parsed, base_model(engine), parsed.eval.as_ref());
+    let card = crate::card::model_card(&parsed, base_model(engine), parsed.eval.as_ref())?;
     let recipe = recipe.to_string();
     out.metadata
         .insert(RECIPE_METADATA_KEY.into(), recipe.clone());
@@ -386,11 +386,11 @@ pub fn record_score(
 ) -> Result<()> {
     crate::owned_file::replace_text(
         &side_file_path(target, format, RECIPE_FILE),
-        &scored.to_toml(),
+        &scored.to_toml()?,
     )?;
     crate::card::write_card(
         target,
         format,
-        &crate::card::model_card(scored, base_model(engine), Some(record)),
+        &crate::card::model_card(scored, base_model(engine), Some(record))?,
     )
 }

@@ -117,9 +117,15 @@ impl Recipe {
     }
 
     /// The TOML text.
-    pub fn to_toml(&self) -> String {
-        let body = toml::to_string(self).unwrap_or_default();
-        format!("{RECIPE_HEADER}: replay with `lora-lego merge --recipe FILE`\n{body}")
+    pub fn to_toml(&self) -> Result<String> {
+        // A failure is a value TOML cannot hold; an empty recipe in its place would replay as
+        // something else.
+        let body = toml::to_string(self).map_err(|e| {
+            LegoError::Invalid(format!("the recipe cannot be written as TOML: {e}"))
+        })?;
+        Ok(format!(
+            "{RECIPE_HEADER}: replay with `lora-lego merge --recipe FILE`\n{body}"
+        ))
     }
 
     /// Parses recipe text; errors name the file, the line and the field.

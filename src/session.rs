@@ -115,7 +115,7 @@ pub fn export(
         Some(r) => r.portable(&folder),
         None => Recipe::describe(&engine.set.adapters, settings)?.portable(&folder),
     }
-    .to_toml();
+    .to_toml()?;
     let output = engine.merge_all_until(settings, done, cancel)?;
     let mut notices = load_notices(engine);
     notices.extend(output.notices.iter().cloned());

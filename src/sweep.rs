@@ -517,14 +517,16 @@ impl SweepRun<'_> {
                         merge: c.settings.clone(),
                         ..self.described.clone()
                     };
-                    let written = crate::export::export_with_recipe(
-                        self.engine,
-                        &output,
-                        &c.settings,
-                        &path,
-                        false,
-                        &recipe.to_toml(),
-                    );
+                    let written = recipe.to_toml().and_then(|text| {
+                        crate::export::export_with_recipe(
+                            self.engine,
+                            &output,
+                            &c.settings,
+                            &path,
+                            false,
+                            &text,
+                        )
+                    });
                     drop(output);
                     let sent = match written {
                         Ok(_) => job_tx.send((record, path)).is_ok(),

@@ -191,7 +191,7 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
             ..described.clone()
         };
         let folder = r.parent().unwrap_or(Path::new("."));
-        let text = saved.portable(folder).to_toml();
+        let text = saved.portable(folder).to_toml()?;
         atomic_file(r, args.force, Replaceable::Recipe, |tmp| {
             write_text(tmp, &text)
         })?;
@@ -370,7 +370,7 @@ fn dry_run(
         Some(o) => recipe_folder(o, settings.format),
         None => std::env::current_dir().unwrap_or_default(),
     };
-    let recipe = described.portable(&folder).to_toml();
+    let recipe = described.portable(&folder).to_toml()?;
     if args.json {
         let modules: Vec<serde_json::Value> = output
             .modules

@@ -270,7 +270,7 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
         ..described.clone()
     };
     let best_path = args.results.join(BEST_FILE);
-    let text = recipe.portable(&args.results).to_toml();
+    let text = recipe.portable(&args.results).to_toml()?;
     // best.toml belongs to the results folder and follows its results.jsonl on every rerun.
     replace_text(&best_path, &text)?;
     println!(
@@ -295,7 +295,7 @@ pub fn run(args: &SweepArgs, load: &LoadOptions) -> anyhow::Result<()> {
             &settings,
             out,
             args.force,
-            &scored.to_toml(),
+            &scored.to_toml()?,
         )
         .with_context(|| format!("writing {}", out.display()))?;
         let recipe = recipe.portable(&lora_lego::export::recipe_folder(out, settings.format));

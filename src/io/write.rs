@@ -190,7 +190,7 @@ pub fn write_peft(out: &AdapterOut, dir: &Path, force: bool) -> Result<()> {
     insert_extras(&mut tensors, &out.extras)?;
     let mut metadata = out.metadata.clone();
     metadata.insert("format".into(), "pt".into());
-    let config = peft_config(out);
+    let config = peft_config(out)?;
     let config_text = to_python_json(&config);
     atomic_dir(dir, force, |tmp| {
         write_safetensors(&tmp.join(WEIGHTS_NAME), &tensors, &metadata)?;
@@ -245,7 +245,7 @@ fn json_number(x: f64) -> Value {
 }
 
 /// The `adapter_config.json` for `out`: the template with what the tensors decide overwritten.
-fn peft_config(out: &AdapterOut) -> Map<String, Value> {
+fn peft_config(out: &AdapterOut) -> Result<Map<String, Value>> {
     let mut cfg = out.config_template.clone().unwrap_or_else(minimal_config);
     let r = mode(out.modules.iter().map(|m| m.rank)).unwrap_or(0);
     // f64 is not Ord: compare alphas by their bits, which is exact for identical values.
@@ -255,7 +255,10 @@ fn peft_config(out: &AdapterOut) -> Map<String, Value> {
     let mut rank_pattern = Map::new();
     let mut alpha_pattern = Map::new();
     for m in &out.modules {
-        let path = m.names.peft.clone().unwrap_or_default();
+        let path = m.names.peft.clone().ok_or_else(|| LegoError::Module {
+            module: m.names.kohya.clone(),
+            reason: "no PEFT module path is known for it (kohya names cannot be inverted), so it cannot be named in a PEFT config".into(),
+        })?;
         if m.rank != r {
             rank_pattern.insert(path.clone(), Value::from(m.rank));
         }
@@ -282,7 +285,7 @@ fn peft_config(out: &AdapterOut) -> Map<String, Value> {
             _ => Value::Null,
         },
     );
-    cfg
+    Ok(cfg)
 }
 
 fn minimal_config() -> Map<String, Value> {
@@ -312,8 +315,10 @@ pub fn to_python_json(map: &Map<String, Value>) -> String {
             other => other.clone(),
         }
     }
+    // Serialising a `Value` fails only on non-string map keys, which a `Value` cannot hold;
+    // an empty config in its place would be a silent lie.
     let mut s = serde_json::to_string_pretty(&sorted(&Value::Object(map.clone())))
-        .unwrap_or_else(|_| "{}".into());
+        .expect("a JSON value always serialises");
     s.push('\n');
     s
 }
@@ -405,7 +410,7 @@ pub fn write_diffusers(out: &AdapterOut, file: &Path, force: bool) -> Result<()>
             target_modules: Some(Value::from(targets)),
             ..AdapterOut::default()
         };
-        for (k, v) in peft_config(&part) {
+        for (k, v) in peft_config(&part)? {
             packed.insert(format!("{component}.{k}"), v);
         }
     }
