@@ -522,6 +522,19 @@ fn merge_factorwise(
     }
 }
 
+/// The dense `d_out × d_in` matrix a `*_svd` method decomposes: PEFT's combination of the
+/// sources' ΔW (pruned, sign-elected, summed). Public so the truncated SVD can be checked on it.
+pub fn dense_combination(
+    method: BaselineMethod,
+    sources: &[SourceFactors],
+    params: &BaselineParams,
+) -> Array2<f32> {
+    let deltas: Vec<Array2<f32>> = sources.iter().map(|s| s.b.dot(&s.a) * s.scale).collect();
+    let views: Vec<ArrayView2<f32>> = deltas.iter().map(|d| d.view()).collect();
+    let weights: Vec<f32> = sources.iter().map(|s| s.weight).collect();
+    Combiner::new(method, params).combine(&views, &weights, 0)
+}
+
 /// svd and the *_svd methods.
 fn merge_svd_family(
     method: BaselineMethod,
@@ -531,10 +544,7 @@ fn merge_svd_family(
     let max_rank = sources.iter().map(|s| s.a.nrows()).max().unwrap_or(1);
     let rank = params.svd_rank.unwrap_or(max_rank);
     let svd = if method.needs_dense_delta() {
-        let deltas: Vec<Array2<f32>> = sources.iter().map(|s| s.b.dot(&s.a) * s.scale).collect();
-        let views: Vec<ArrayView2<f32>> = deltas.iter().map(|d| d.view()).collect();
-        let weights: Vec<f32> = sources.iter().map(|s| s.weight).collect();
-        let combined = Combiner::new(method, params).combine(&views, &weights, 0);
+        let combined = dense_combination(method, sources, params);
         dense_svd_truncate(combined.view(), rank, params.svd_clamp)?
     } else {
         weighted_sum_svd(sources, rank, params.svd_clamp)?
