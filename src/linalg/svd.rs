@@ -82,6 +82,7 @@ pub fn svd(x: ArrayView2<f64>) -> Result<Svd, LinalgError> {
 /// of an exactly zero σ zeroed. `None` if faer fails or its answer does not pass the check.
 fn faer_svd(x: ArrayView2<f64>) -> Option<Svd> {
     let (m, n) = x.dim();
+    faer::set_global_parallelism(faer::Par::Seq);
     let mat = faer::Mat::<f64>::from_fn(m, n, |i, j| x[[i, j]]);
     let d = mat.thin_svd().ok()?;
     let (fu, fs, fv) = (d.U(), d.S().column_vector(), d.V());
@@ -346,6 +347,38 @@ mod tests {
             assert!(max_abs(&(d.u.t().dot(&d.u) - &eye)) < 1e-13);
             assert!(max_abs(&(d.v.t().dot(&d.v) - &eye)) < 1e-13);
             assert!(d.s.windows(2).into_iter().all(|w| w[0] >= w[1]));
+        }
+    }
+
+    #[test]
+    fn product_and_faer_routes_reconstruct_with_orthonormal_factors() {
+        let mut state = 11u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+        };
+        // (m, q, n): a rank-q product of sizes that take faer (> 16) and Jacobi (≤ 16) inside.
+        for (m, q, n) in [(40, 6, 30), (128, 16, 128), (20, 3, 50)] {
+            let l = Array2::from_shape_simple_fn((m, q), &mut next);
+            let r = Array2::from_shape_simple_fn((q, n), &mut next);
+            let product = l.dot(&r);
+            let d = svd_of_product(l.view(), r.view()).expect("svd of product");
+            assert_eq!(d.s.len(), q);
+            assert!(
+                max_abs(&(reconstruct(&d) - &product)) < 1e-12,
+                "{m}×{q}×{n}"
+            );
+            let eye = Array2::<f64>::eye(q);
+            assert!(max_abs(&(d.u.t().dot(&d.u) - &eye)) < 1e-12);
+            assert!(max_abs(&(d.v.t().dot(&d.v) - &eye)) < 1e-12);
+            // The full SVD of the product (faer here) has the same nonzero spectrum.
+            let full = svd(product.view()).expect("svd");
+            assert!(max_abs(&(reconstruct(&full) - &product)) < 1e-12);
+            for i in 0..q {
+                assert!((full.s[i] - d.s[i]).abs() < 1e-12 * full.s[0], "σ_{i}");
+            }
         }
     }
 
