@@ -4,7 +4,7 @@
 mod svd;
 mod syrk;
 
-pub use svd::{polar, svd, Svd};
+pub use svd::{polar, svd, svd_of_product, Svd};
 pub use syrk::syrk;
 
 /// Errors of the small dense routines.

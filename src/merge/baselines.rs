@@ -378,17 +378,71 @@ pub fn prune_magnitude(x: ArrayView2<f32>, density: f64) -> Array2<f32> {
     if density >= 1.0 {
         return x.as_standard_layout().into_owned();
     }
-    let values: Vec<f32> = x.iter().copied().collect();
+    let x = x.as_standard_layout();
+    let values = x.as_slice().unwrap_or_default();
     // Python's int() truncates, like this cast for non-negative values.
     let keep = (density * values.len() as f64) as usize;
-    let mask = top_k_mask(&values, keep);
-    let mut out = Array2::zeros(x.raw_dim());
-    for ((o, &v), kept) in out.iter_mut().zip(&values).zip(mask) {
-        if kept {
-            *o = v;
+    let mut out = vec![0.0f32; values.len()];
+    if keep >= values.len() {
+        out.copy_from_slice(values);
+    } else if keep > 0 {
+        // The bits of |v| order like |v| (total_cmp on non-negative floats), so the k-th
+        // largest magnitude is found by a two-pass radix select: no copy, no comparison sort.
+        let (threshold, above) = kth_largest_magnitude_bits(values, keep);
+        let mut ties_left = keep - above;
+        for (o, &v) in out.iter_mut().zip(values) {
+            let m = magnitude_bits(v);
+            if m > threshold {
+                *o = v;
+            } else if m == threshold && ties_left > 0 {
+                // Equal magnitudes at the threshold go to lower row-major indices.
+                ties_left -= 1;
+                *o = v;
+            }
         }
     }
-    out
+    Array2::from_shape_vec(x.raw_dim(), out).unwrap_or_else(|_| Array2::zeros(x.raw_dim()))
+}
+
+/// `|v|` as ordered bits: for non-negative floats (NaN included) the u32 order is `total_cmp`'s.
+fn magnitude_bits(v: f32) -> u32 {
+    v.to_bits() & 0x7fff_ffff
+}
+
+/// The `k`-th largest (1-based, `1 ≤ k ≤ len`) of `magnitude_bits(v)` and how many items are
+/// strictly larger: a histogram of the top 16 bits finds its bucket, a histogram of the low 16
+/// bits within that bucket the value.
+fn kth_largest_magnitude_bits(values: &[f32], k: usize) -> (u32, usize) {
+    let mut high = vec![0usize; 1 << 16];
+    for &v in values {
+        high[(magnitude_bits(v) >> 16) as usize] += 1;
+    }
+    let (bucket, need, above_bucket) = descend(&high, k);
+    let mut low = vec![0usize; 1 << 16];
+    for &v in values {
+        let m = magnitude_bits(v);
+        if (m >> 16) as usize == bucket {
+            low[(m & 0xffff) as usize] += 1;
+        }
+    }
+    let (value, _, above_value) = descend(&low, need);
+    (
+        ((bucket as u32) << 16) | value as u32,
+        above_bucket + above_value,
+    )
+}
+
+/// From the highest bucket down: the bucket holding the `k`-th largest item, its rank (1-based)
+/// within that bucket, and how many items lie in higher buckets.
+fn descend(histogram: &[usize], k: usize) -> (usize, usize, usize) {
+    let mut remaining = k;
+    for (bucket, &count) in histogram.iter().enumerate().rev() {
+        if count >= remaining {
+            return (bucket, remaining, k - remaining);
+        }
+        remaining -= count;
+    }
+    (0, remaining, k - remaining)
 }
 
 /// PEFT's `random_pruning` with `rescale=True`: keeps each entry when a uniform draw in [0, 1)
@@ -522,6 +576,19 @@ fn merge_factorwise(
     }
 }
 
+/// The dense `d_out × d_in` matrix a `*_svd` method decomposes: PEFT's combination of the
+/// sources' ΔW (pruned, sign-elected, summed). Public so the truncated SVD can be checked on it.
+pub fn dense_combination(
+    method: BaselineMethod,
+    sources: &[SourceFactors],
+    params: &BaselineParams,
+) -> Array2<f32> {
+    let deltas: Vec<Array2<f32>> = sources.iter().map(|s| s.b.dot(&s.a) * s.scale).collect();
+    let views: Vec<ArrayView2<f32>> = deltas.iter().map(|d| d.view()).collect();
+    let weights: Vec<f32> = sources.iter().map(|s| s.weight).collect();
+    Combiner::new(method, params).combine(&views, &weights, 0)
+}
+
 /// svd and the *_svd methods.
 fn merge_svd_family(
     method: BaselineMethod,
@@ -531,10 +598,7 @@ fn merge_svd_family(
     let max_rank = sources.iter().map(|s| s.a.nrows()).max().unwrap_or(1);
     let rank = params.svd_rank.unwrap_or(max_rank);
     let svd = if method.needs_dense_delta() {
-        let deltas: Vec<Array2<f32>> = sources.iter().map(|s| s.b.dot(&s.a) * s.scale).collect();
-        let views: Vec<ArrayView2<f32>> = deltas.iter().map(|d| d.view()).collect();
-        let weights: Vec<f32> = sources.iter().map(|s| s.weight).collect();
-        let combined = Combiner::new(method, params).combine(&views, &weights, 0);
+        let combined = dense_combination(method, sources, params);
         dense_svd_truncate(combined.view(), rank, params.svd_clamp)?
     } else {
         weighted_sum_svd(sources, rank, params.svd_clamp)?
@@ -650,18 +714,61 @@ fn weighted_sum(tensors: &[Array2<f32>], weights: &[f32]) -> Array2<f32> {
 /// TIES' sign election and disjoint mean, entry by entry (PEFT's
 /// `calculate_majority_sign_mask` on the *unweighted* pruned tensors, then `disjoint_merge`).
 fn disjoint_merge(tensors: &[Array2<f32>], weights: &[f32], majority: MajoritySign) -> Array2<f32> {
-    let mut out = Array2::<f32>::zeros(tensors[0].raw_dim());
-    let mut columns: Vec<_> = tensors.iter().map(|t| t.iter()).collect();
-    let mut values = vec![0.0f32; tensors.len()];
-    for o in out.iter_mut() {
-        for (slot, it) in values.iter_mut().zip(columns.iter_mut()) {
-            *slot = it.next().copied().unwrap_or(0.0);
+    let dim = tensors[0].raw_dim();
+    let standard: Vec<_> = tensors.iter().map(|t| t.as_standard_layout()).collect();
+    let slices: Vec<&[f32]> = standard
+        .iter()
+        .map(|t| t.as_slice().unwrap_or_default())
+        .collect();
+    let len = slices.first().map_or(0, |s| s.len());
+    let mut out = vec![0.0f32; len];
+    // Why in chunks, tensor by tensor: the same f32 operations in the same order as
+    // `disjoint_entry` per entry, but as loops over contiguous slices the compiler vectorises.
+    const CHUNK: usize = 4096;
+    let mut election = vec![0.0f32; CHUNK];
+    let mut count = vec![0.0f32; CHUNK];
+    for (start, out_chunk) in (0..len).step_by(CHUNK).zip(out.chunks_mut(CHUNK)) {
+        let n = out_chunk.len();
+        let (election, count) = (&mut election[..n], &mut count[..n]);
+        election.fill(0.0);
+        count.fill(0.0);
+        for t in &slices {
+            let chunk = &t[start..start + n];
+            match majority {
+                MajoritySign::Total => election.iter_mut().zip(chunk).for_each(|(e, &v)| *e += v),
+                MajoritySign::Frequency => election
+                    .iter_mut()
+                    .zip(chunk)
+                    .for_each(|(e, &v)| *e += torch_sign(v)),
+            }
         }
-        *o = disjoint_entry(&values, weights, majority);
+        for e in election.iter_mut() {
+            *e = if *e >= 0.0 { 1.0 } else { -1.0 };
+        }
+        for (t, &w) in slices.iter().zip(weights) {
+            let chunk = &t[start..start + n];
+            for (((o, c), &e), &v) in out_chunk
+                .iter_mut()
+                .zip(count.iter_mut())
+                .zip(election.iter())
+                .zip(chunk)
+            {
+                // torch.sign(0) = 0 never equals ±1: pruned entries never count.
+                if torch_sign(v) == e {
+                    *o += v * w;
+                    *c += 1.0;
+                }
+            }
+        }
+        for (o, &c) in out_chunk.iter_mut().zip(count.iter()) {
+            *o /= c.max(1.0);
+        }
     }
-    out
+    Array2::from_shape_vec(dim, out).unwrap_or_else(|_| Array2::zeros(dim))
 }
 
+/// One entry of TIES' disjoint merge, as PEFT writes it: the reference of `disjoint_merge`.
+#[cfg(test)]
 fn disjoint_entry(values: &[f32], weights: &[f32], majority: MajoritySign) -> f32 {
     let election: f32 = match majority {
         MajoritySign::Total => values.iter().sum(),
@@ -688,7 +795,9 @@ fn torch_sign(v: f32) -> f32 {
     }
 }
 
-/// Mask of the `k` largest `|v|`; equal magnitudes at the threshold go to lower indices.
+/// Mask of the `k` largest `|v|`; equal magnitudes at the threshold go to lower indices (the
+/// straightforward selection, kept as the reference of the radix select in `prune_magnitude`).
+#[cfg(test)]
 fn top_k_mask(values: &[f32], k: usize) -> Vec<bool> {
     if k >= values.len() {
         return vec![true; values.len()];
@@ -722,4 +831,43 @@ fn splitmix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn fast_prune_and_disjoint_merge_equal_their_per_entry_references() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        // Few distinct magnitudes (many ties at the threshold) and some exact zeros.
+        let draw = |rng: &mut Xoshiro256PlusPlus| f32::from(rng.gen_range(-6i8..=6)) * 0.25;
+        let tensors: Vec<Array2<f32>> = (0..3)
+            .map(|_| Array2::from_shape_simple_fn((37, 151), || draw(&mut rng)))
+            .collect();
+        for density in [0.0, 0.1, 0.37, 0.5, 0.99] {
+            for t in &tensors {
+                let values: Vec<f32> = t.iter().copied().collect();
+                let keep = (density * values.len() as f64) as usize;
+                let mask = top_k_mask(&values, keep);
+                let expected: Vec<f32> = values
+                    .iter()
+                    .zip(&mask)
+                    .map(|(&v, &m)| if m { v } else { 0.0 })
+                    .collect();
+                let ours: Vec<f32> = prune_magnitude(t.view(), density).iter().copied().collect();
+                assert_eq!(ours, expected, "density {density}");
+            }
+        }
+        let weights = [0.7f32, -1.3, 2.0];
+        for majority in [MajoritySign::Total, MajoritySign::Frequency] {
+            let merged = disjoint_merge(&tensors, &weights, majority);
+            for (i, &m) in merged.iter().enumerate() {
+                let values: Vec<f32> = tensors.iter().map(|t| t.as_slice().unwrap()[i]).collect();
+                let expected = disjoint_entry(&values, &weights, majority);
+                assert_eq!(m.to_bits(), expected.to_bits(), "entry {i}");
+            }
+        }
+    }
 }

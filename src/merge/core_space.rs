@@ -12,7 +12,7 @@ use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 
 use super::lowrank_svd::gram_basis;
 use super::MethodError;
-use crate::linalg::svd;
+use crate::linalg::{svd, svd_of_product, Svd};
 
 /// Singular values of `B_cat` / `A_catᵀ` below this fraction of the largest are not part of
 /// the basis (methods.md §1).
@@ -133,6 +133,17 @@ impl CoreSpace {
         let left = self.bc.slice(s![.., r.clone()]);
         let right = self.ac.slice(s![r, ..]);
         left.dot(&right) * self.scales[j]
+    }
+
+    /// The thin SVD of `M_j` from its rank-r_j factors (r_j triplets), without an n × n SVD.
+    pub fn core_svd(&self, j: usize) -> Result<Svd, MethodError> {
+        let r = self.ranges[j].clone();
+        let left = self
+            .bc
+            .slice(s![.., r.clone()])
+            .mapv(|v| v * self.scales[j]);
+        let right = self.ac.slice(s![r, ..]);
+        Ok(svd_of_product(left.view(), right)?)
     }
 
     /// Every task's core matrix, in task order.

@@ -8,7 +8,7 @@ use ndarray::{s, Array1, Array2, Axis};
 use super::core_space::{join, CoreSpace, RANK_RTOL};
 use super::method::{CoreMethod, Merged, MethodSpec};
 use super::MethodError;
-use crate::linalg::{polar, svd};
+use crate::linalg::polar;
 
 /// α without validation data.
 pub const DEFAULT_ALPHA: f64 = 1.0;
@@ -47,7 +47,7 @@ impl CoreMethod for Tsv {
         let mut vs = Vec::new();
         let mut sigmas = Vec::new();
         for j in 0..core.n_tasks() {
-            let d = svd(core.core(j).view())?;
+            let d = core.core_svd(j)?;
             let k = core.rank(j).min(d.rank(RANK_RTOL));
             us.push(d.u.slice(s![.., ..k]).to_owned());
             vs.push(d.v.slice(s![.., ..k]).to_owned());
