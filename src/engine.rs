@@ -183,6 +183,11 @@ impl Engine {
             .get_or_init(|| RawGram::compute(&RawUnits::load(&self.set, &self.set.modules[i])))
     }
 
+    /// [`Engine::raw_gram`] from module `i`'s factors when the caller has them already read.
+    fn raw_gram_of(&self, i: usize, raw: &RawUnits) -> &RawGram {
+        self.raw[i].get_or_init(|| RawGram::compute(raw))
+    }
+
     /// How the units of module `i` are folded under `settings`.
     pub fn scaling(&self, i: usize, settings: &MergeSettings) -> UnitScaling {
         let raw = self.raw_gram(i);
@@ -315,6 +320,7 @@ impl Engine {
         let name = module.key.as_str();
         // One read of the factors serves the tasks and the metrics.
         let raw = RawUnits::load(&self.set, module);
+        self.raw_gram_of(i, &raw);
         let tasks = self.core_tasks(i, &raw, settings);
         if tasks.is_empty() {
             return Ok(None);
@@ -401,6 +407,19 @@ impl Engine {
         done: &(dyn Fn() + Sync),
         cancel: &AtomicBool,
     ) -> Result<MergeOutput> {
+        self.merge_all_each(settings, done, cancel, &|_| Ok(()))
+    }
+
+    /// [`Engine::merge_all_until`] that hands each merged module to `each` as soon as it is
+    /// made, on the thread that made it: an export encodes it there and releases its f32
+    /// factors, so the whole merge is never held in f32 at once.
+    pub fn merge_all_each(
+        &self,
+        settings: &MergeSettings,
+        done: &(dyn Fn() + Sync),
+        cancel: &AtomicBool,
+        each: &(dyn Fn(&mut MergedModule) -> Result<()> + Sync),
+    ) -> Result<MergeOutput> {
         settings.validate(self.set.adapters.len())?;
         let merged: Vec<Option<MergedModule>> = (0..self.set.modules.len())
             .into_par_iter()
@@ -408,9 +427,12 @@ impl Engine {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(LegoError::Cancelled);
                 }
-                let m = self.merge_module(i, settings);
+                let mut m = self.merge_module(i, settings)?;
+                if let Some(m) = m.as_mut() {
+                    each(m)?;
+                }
                 done();
-                m
+                Ok(m)
             })
             .collect::<Result<_>>()?;
         let mut notices = Vec::new();
@@ -434,6 +456,10 @@ impl Engine {
     fn run_lego(&self, i: usize, settings: &MergeSettings) -> Result<Option<LegoRun>> {
         let module = &self.set.modules[i];
         let name = module.key.as_str();
+        // The factors are read once: for the centroids below and, on a first merge, for the
+        // Gram matrices the folding and clustering start from.
+        let raw = RawUnits::load(&self.set, module);
+        self.raw_gram_of(i, &raw);
         let Some(prep) = self.prepared(i, settings)? else {
             return Ok(None);
         };
@@ -451,7 +477,6 @@ impl Engine {
         }
         let model = lego::cluster(name, g.view(), k, &settings.cluster_params())?;
         let membership = model.membership_matrix();
-        let raw = RawUnits::load(&self.set, module);
         let (pool_a, pool_b) = scaling.pool(&raw);
         let (ca, cb) = lego::centroids(&membership, &pool_a, &pool_b);
         let full = (settings.param_reweight == ParamReweight::Linf).then_some(lego::FullVectors {
@@ -640,8 +665,10 @@ impl Engine {
     ) -> Result<Option<MergedModule>> {
         let module = &self.set.modules[i];
         let method = method.for_adapter_count(self.set.adapters.len());
-        // One read of the factors serves the merge (per-source row blocks) and the metrics.
+        // One read of the factors serves the merge (per-source row blocks), the metrics and,
+        // when not cached yet, the Gram matrices.
         let raw = RawUnits::load(&self.set, module);
+        self.raw_gram_of(i, &raw);
         let mut row = 0;
         let sources: Vec<SourceFactors> = module
             .sources
@@ -685,7 +712,15 @@ impl Engine {
             // PEFT's methods have no coefficient of their own: `--scale` multiplies ΔW.
             merged.b.mapv_inplace(|v| (f64::from(v) * scale) as f32);
         }
-        let metrics = self.metrics_from(i, &raw, settings, &merged.a, &merged.b);
+        let metrics = if method == BaselineMethod::Cat {
+            // cat stacks the sources' factors: ΔW' is the weighted sum (times `--scale`), so
+            // the cached Gram matrices give every figure in O(n²) — no d-wide products.
+            let scaling = self.scaling(i, &plain(settings));
+            self.geometry(i, &scaling)
+                .scaled_sum_metrics(settings.scale.unwrap_or(1.0))
+        } else {
+            self.metrics_from(i, &raw, settings, &merged.a, &merged.b)
+        };
         Ok(Some(MergedModule {
             module: i,
             a: merged.a,

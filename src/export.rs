@@ -12,10 +12,64 @@ use crate::error::{LegoError, Result};
 use crate::io::factors::stored_shapes;
 use crate::io::naming::{kohya_stem, reprefix, KohyaPrefix};
 use crate::io::write::{side_file_path, write_adapter, AdapterOut, ModuleNames, OutModule};
+use crate::merge::MergedModule;
 use crate::output_guard::Inputs;
 use crate::recipe::{Recipe, RECIPE_FILE, RECIPE_METADATA_KEY};
 use crate::settings::MergeSettings;
 use crate::tensor::{DType, TensorRef};
+
+/// How merged factors are encoded for export: the output dtype and how modules are named.
+#[derive(Debug, Clone)]
+pub struct Encoding {
+    dtype: DType,
+    two_te: bool,
+    notice: Option<String>,
+}
+
+/// The encoding an export of `engine`'s merge under `settings` uses.
+pub fn encoding(engine: &Engine, settings: &MergeSettings) -> Encoding {
+    let mut notice = None;
+    let dtype = match settings.dtype {
+        Some(d) => d,
+        None => source_dtype(engine).unwrap_or_else(|| {
+            notice = Some("the sources' dtypes differ; writing F32 (choose with --dtype)".into());
+            DType::F32
+        }),
+    };
+    Encoding {
+        dtype,
+        two_te: engine.set.adapters.iter().any(two_text_encoders),
+        notice,
+    }
+}
+
+/// One merged module encoded for export (its factors in the output dtype, its names).
+pub fn out_module(
+    engine: &Engine,
+    m: &MergedModule,
+    settings: &MergeSettings,
+    enc: &Encoding,
+) -> Result<OutModule> {
+    let aligned = &engine.set.modules[m.module];
+    let k = m.rank();
+    let (a_shape, b_shape) = stored_shapes(&aligned.kind, k, aligned.d_in, aligned.d_out);
+    let names = output_names(engine, aligned, settings.kohya_prefix, enc.two_te);
+    let name = match settings.format {
+        AdapterFormat::Kohya => None,
+        _ => names.peft.clone(),
+    }
+    .unwrap_or_else(|| names.kohya.clone());
+    let name = name.as_str();
+    Ok(OutModule {
+        names,
+        kind: aligned.kind.clone(),
+        a: encode_finite(&m.a, a_shape, enc.dtype, name, "A")?,
+        b: encode_finite(&m.b, b_shape, enc.dtype, name, "B")?,
+        rank: k,
+        // Scale 1: the sources' scales are folded into the factors.
+        alpha: k as f64,
+    })
+}
 
 /// The adapter to write for `output`, plus notices about what was decided.
 pub fn adapter_out(
@@ -23,46 +77,40 @@ pub fn adapter_out(
     output: &MergeOutput,
     settings: &MergeSettings,
 ) -> Result<(AdapterOut, Vec<String>)> {
+    adapter_out_from(engine, output, settings, None)
+}
+
+/// [`adapter_out`] with the modules already encoded by [`out_module`] (indexed by module;
+/// the merge's factors may have been released meanwhile).
+fn adapter_out_from(
+    engine: &Engine,
+    output: &MergeOutput,
+    settings: &MergeSettings,
+    encoded: Option<Vec<Option<OutModule>>>,
+) -> Result<(AdapterOut, Vec<String>)> {
     let set = &engine.set;
-    let mut notices = Vec::new();
-    let dtype = match settings.dtype {
-        Some(d) => d,
-        None => source_dtype(engine).unwrap_or_else(|| {
-            notices.push("the sources' dtypes differ; writing F32 (choose with --dtype)".into());
-            DType::F32
-        }),
-    };
+    let enc = encoding(engine, settings);
+    let mut notices: Vec<String> = enc.notice.iter().cloned().collect();
     if output.modules.iter().all(|m| m.rank() == 0) {
         return Err(LegoError::Invalid(
             "the merge leaves no module to write (every adapter has weight 0, or no module has a rank above 0); nothing was written".into(),
         ));
     }
-    let two_te = set.adapters.iter().any(two_text_encoders);
-    let modules = output
-        .modules
-        .iter()
-        .map(|m| {
-            let aligned = &set.modules[m.module];
-            let k = m.rank();
-            let (a_shape, b_shape) = stored_shapes(&aligned.kind, k, aligned.d_in, aligned.d_out);
-            let names = output_names(engine, aligned, settings.kohya_prefix, two_te);
-            let name = match settings.format {
-                AdapterFormat::Kohya => None,
-                _ => names.peft.clone(),
-            }
-            .unwrap_or_else(|| names.kohya.clone());
-            let name = name.as_str();
-            Ok(OutModule {
-                names,
-                kind: aligned.kind.clone(),
-                a: encode_finite(&m.a, a_shape, dtype, name, "A")?,
-                b: encode_finite(&m.b, b_shape, dtype, name, "B")?,
-                rank: k,
-                // Scale 1: the sources' scales are folded into the factors.
-                alpha: k as f64,
+    let modules = match encoded {
+        Some(mut encoded) => output
+            .modules
+            .iter()
+            .map(|m| match encoded.get_mut(m.module).and_then(Option::take) {
+                Some(out) => Ok(out),
+                None => out_module(engine, m, settings, &enc),
             })
-        })
-        .collect::<Result<_>>()?;
+            .collect::<Result<_>>()?,
+        None => output
+            .modules
+            .iter()
+            .map(|m| out_module(engine, m, settings, &enc))
+            .collect::<Result<_>>()?,
+    };
     let (extras, modules_to_save) = kept_heads(engine, settings, &mut notices)?;
     let mut config_template = set
         .adapters
@@ -236,6 +284,20 @@ pub fn export_with_recipe(
     force: bool,
     recipe: &str,
 ) -> Result<Vec<String>> {
+    export_encoded(engine, output, None, settings, target, force, recipe)
+}
+
+/// [`export_with_recipe`] with the modules already encoded by [`out_module`] as they were
+/// merged (indexed by module), so the f32 factors need not be held until the write.
+pub fn export_encoded(
+    engine: &Engine,
+    output: &MergeOutput,
+    encoded: Option<Vec<Option<OutModule>>>,
+    settings: &MergeSettings,
+    target: &Path,
+    force: bool,
+    recipe: &str,
+) -> Result<Vec<String>> {
     let inputs = Inputs::of_adapters(&engine.set.adapters);
     inputs.check(target)?;
     if settings.format.is_single_file() {
@@ -243,7 +305,7 @@ pub fn export_with_recipe(
     }
     // The merge read every input: one that shrank meanwhile gave zeros, not its data.
     crate::io::check_intact(&engine.set.adapters)?;
-    let (mut out, notices) = adapter_out(engine, output, settings)?;
+    let (mut out, notices) = adapter_out_from(engine, output, settings, encoded)?;
     let parsed = Recipe::parse(Path::new(RECIPE_FILE), recipe)?;
     let card = crate::card::model_card(&parsed, base_model(engine), parsed.eval.as_ref())?;
     let recipe = recipe.to_string();

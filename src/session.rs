@@ -5,12 +5,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
 
 use crate::align::ModuleSet;
 use crate::engine::MergeOutput;
 use crate::error::Result;
-use crate::export::{export_with_recipe, recipe_folder};
+use crate::export::{encoding, export_encoded, out_module, recipe_folder};
 use crate::io::load_all;
+use crate::io::write::OutModule;
 use crate::io::write::{check_target, side_file_path, Replaceable};
 pub use crate::io::LoadOptions;
 use crate::output_guard::Inputs;
@@ -85,7 +87,8 @@ impl ExportTarget {
 /// What an export wrote.
 #[derive(Debug)]
 pub struct Exported {
-    /// The merge that was written.
+    /// The merge that was written: its metrics and ranks (the factors are released once
+    /// encoded, see [`MergedModule::release_factors`]).
     pub output: MergeOutput,
     /// Notices from loading, merging and writing (modules left out, k clamped, heads dropped).
     pub notices: Vec<String>,
@@ -116,12 +119,29 @@ pub fn export(
         None => Recipe::describe(&engine.set.adapters, settings)?.portable(&folder),
     }
     .to_toml()?;
-    let output = engine.merge_all_until(settings, done, cancel)?;
+    // Each module is encoded as soon as it is merged and its f32 factors dropped: the
+    // resident merge is the output's bytes, not four (f32) of them per value as well.
+    let enc = encoding(engine, settings);
+    let slots: Vec<Mutex<Option<OutModule>>> = (0..engine.set.modules.len())
+        .map(|_| Mutex::new(None))
+        .collect();
+    let each = |m: &mut MergedModule| -> Result<()> {
+        let out = out_module(engine, m, settings, &enc)?;
+        m.release_factors();
+        *slots[m.module].lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
+        Ok(())
+    };
+    let output = engine.merge_all_each(settings, done, cancel, &each)?;
+    let encoded = slots
+        .into_iter()
+        .map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect();
     let mut notices = load_notices(engine);
     notices.extend(output.notices.iter().cloned());
-    notices.extend(export_with_recipe(
+    notices.extend(export_encoded(
         engine,
         &output,
+        Some(encoded),
         settings,
         &target.path,
         target.force,

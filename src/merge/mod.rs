@@ -82,4 +82,12 @@ impl MergedModule {
     pub fn rank(&self) -> usize {
         self.a.nrows()
     }
+
+    /// Drops the factors' values once they are encoded for export, keeping the rank
+    /// (`a` becomes `k × 0`, `b` `0 × k`) and the metrics.
+    pub fn release_factors(&mut self) {
+        let k = self.rank();
+        self.a = Array2::zeros((k, 0));
+        self.b = Array2::zeros((0, k));
+    }
 }

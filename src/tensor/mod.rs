@@ -117,15 +117,13 @@ impl TensorRef {
     /// Encodes `values` (row-major) into a new owned tensor of `dtype` (rounding to nearest).
     pub fn from_f32(values: &[f32], shape: Vec<usize>, dtype: DType) -> Self {
         debug_assert_eq!(values.len(), shape.iter().product::<usize>());
-        let mut bytes = Vec::with_capacity(values.len() * dtype.size());
+        // Into a buffer sized once, in chunks of a size known at compile time: growing a Vec
+        // byte by byte (or copying runtime-sized chunks) cost more than the rounding.
+        let mut bytes = vec![0u8; values.len() * dtype.size()];
         match dtype {
-            DType::F32 => values.iter().for_each(|v| bytes.extend(v.to_le_bytes())),
-            DType::F16 => values
-                .iter()
-                .for_each(|v| bytes.extend(f16::from_f32(*v).to_le_bytes())),
-            DType::BF16 => values
-                .iter()
-                .for_each(|v| bytes.extend(bf16::from_f32(*v).to_le_bytes())),
+            DType::F32 => put(&mut bytes, values, |v| v.to_le_bytes()),
+            DType::F16 => put(&mut bytes, values, |v| f16::from_f32(v).to_le_bytes()),
+            DType::BF16 => put(&mut bytes, values, |v| bf16::from_f32(v).to_le_bytes()),
         }
         let len = bytes.len();
         TensorRef {
@@ -138,8 +136,14 @@ impl TensorRef {
 
     /// Encodes a 2-D array, reshaped to `shape` (same element count), into `dtype`.
     pub fn from_array(array: &Array2<f32>, shape: Vec<usize>, dtype: DType) -> Self {
-        let values: Vec<f32> = array.iter().copied().collect();
-        Self::from_f32(&values, shape, dtype)
+        match array.as_slice() {
+            // Row-major already: encode in place, no copy.
+            Some(values) => Self::from_f32(values, shape, dtype),
+            None => {
+                let values: Vec<f32> = array.iter().copied().collect();
+                Self::from_f32(&values, shape, dtype)
+            }
+        }
     }
 
     /// The element type.
@@ -227,12 +231,50 @@ impl TensorRef {
 
     /// How many values are NaN or infinite, and whether all are exactly zero (one pass).
     pub fn value_stats(&self) -> ValueStats {
-        let v = self.to_f32_vec();
+        // On the bit patterns, with nothing widened or allocated: a value is NaN or infinite
+        // exactly when its exponent bits are all set, and equals 0.0 exactly when every bit
+        // but the sign is clear.
+        let b = self.bytes();
+        let (nonfinite, magnitude) = match self.dtype {
+            DType::F32 => bit_stats(
+                b.chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                0x7F80_0000,
+                0x7FFF_FFFF,
+            ),
+            DType::F16 => bit_stats(halves(b), 0x7C00, 0x7FFF),
+            DType::BF16 => bit_stats(halves(b), 0x7F80, 0x7FFF),
+        };
         ValueStats {
-            nonfinite: v.iter().filter(|x| !x.is_finite()).count(),
-            all_zero: v.iter().all(|x| *x == 0.0),
+            nonfinite,
+            all_zero: magnitude == 0,
         }
     }
+}
+
+/// Writes `encode(v)` of every value into consecutive `N`-byte chunks of `out`.
+fn put<const N: usize>(out: &mut [u8], values: &[f32], encode: impl Fn(f32) -> [u8; N]) {
+    let (chunks, _) = out.as_chunks_mut::<N>();
+    for (o, &v) in chunks.iter_mut().zip(values) {
+        *o = encode(v);
+    }
+}
+
+/// Little-endian 16-bit words, widened to `u32` for [`bit_stats`].
+fn halves(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    bytes
+        .chunks_exact(2)
+        .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
+}
+
+/// How many words have every `exponent` bit set, and the OR of their `magnitude` bits.
+fn bit_stats(words: impl Iterator<Item = u32>, exponent: u32, magnitude: u32) -> (usize, u32) {
+    words.fold((0, 0), |(count, any), w| {
+        (
+            count + usize::from(w & exponent == exponent),
+            any | (w & magnitude),
+        )
+    })
 }
 
 /// Widens little-endian 16-bit floats, with `half`'s vectorised conversion when the bytes are

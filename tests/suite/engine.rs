@@ -365,3 +365,44 @@ fn narrow_modules_with_many_units_embed_from_the_features_and_still_merge_exactl
         .unwrap();
     assert_eq!(five.modules[0].rank(), 5);
 }
+
+#[test]
+fn cat_metrics_from_the_gram_equal_direct_dense_computations() {
+    // cat's metrics come from the cached Gram matrices alone (no factor is read for them):
+    // checked against ΔW' formed densely from the exported factors.
+    let e = engine(&tiny_adapters());
+    let weights = vec![1.0, 0.8, -0.6];
+    for scale in [None, Some(0.7)] {
+        let s = MergeSettings {
+            method: "cat".parse().unwrap(),
+            weights: weights.clone(),
+            scale,
+            ..MergeSettings::default()
+        };
+        for m in &e.merge_all(&s).unwrap().modules {
+            let merged = merged_delta(m);
+            let sum = weighted_sum(&e, m.module, &weights);
+            let err = rel_diff(&merged, &sum);
+            assert!(
+                (m.metrics.error_vs_sum - err).abs() < 1e-5 * (1.0 + err),
+                "{scale:?}: error {} vs {err}",
+                m.metrics.error_vs_sum
+            );
+            let ratio = frob(&merged) / frob(&sum);
+            assert!((m.metrics.norm_ratio - ratio).abs() < 1e-5 * ratio);
+            assert!((m.metrics.norm - frob(&merged)).abs() < 1e-5 * frob(&merged));
+            for (si, &src) in e.set.modules[m.module].sources.iter().enumerate() {
+                let d = dense_delta(e.set.source(src)) * weights[src.0];
+                let dot = (&merged * &d).sum();
+                let cos = dot / (frob(&merged) * frob(&d));
+                assert!(
+                    (m.metrics.retention[si] - cos).abs() < 1e-5,
+                    "{scale:?}: retention {} vs {cos}",
+                    m.metrics.retention[si]
+                );
+                assert!((m.metrics.source_dot[si] - dot).abs() < 1e-5 * (1.0 + dot.abs()));
+                assert!((m.metrics.source_norm[si] - frob(&d)).abs() < 1e-5 * frob(&d));
+            }
+        }
+    }
+}

@@ -29,6 +29,7 @@ mod recipes;
 mod scale_figures;
 mod scale_probe;
 mod sweep_cli;
+mod tensor_stats;
 mod truncated_svd;
 mod tui_panels;
 mod tui_session;
