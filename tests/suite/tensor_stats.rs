@@ -18,6 +18,9 @@ fn value_stats_on_bits_equal_counts_on_the_widened_values() {
         1e-40,    // subnormal in f32, zero in F16
         -1e-45,
         f32::MIN_POSITIVE,
+        3e38, // largest finite exponents: one step below infinity's
+        -1e38,
+        60_000.0,
     ];
     let cases: Vec<Vec<f32>> = vec![
         specials.to_vec(),
