@@ -110,19 +110,7 @@ pub fn count_kept(values: &Array1<f64>, rel_tol: f64) -> usize {
 
 /// Eigendecomposition of the symmetric part `(A + Aᵀ)/2` of a square finite matrix.
 pub fn sym_eigen(a: ArrayView2<f64>) -> Result<SymEigen, GramError> {
-    let n = check_square_finite(a)?;
-    let mut s = symmetrise(a);
-    // Work at unit scale so huge or tiny Gram matrices neither overflow nor underflow.
-    let scale = s.iter().fold(0.0f64, |acc, v| acc.max(v.abs()));
-    if scale == 0.0 {
-        return Ok(SymEigen {
-            values: Array1::zeros(n),
-            vectors: Array2::eye(n),
-        });
-    }
-    s /= scale;
-    let (values, vectors) = solve_verified(&s)?;
-    let mut eig = sort_and_orient(values * scale, vectors);
+    let mut eig = at_unit_scale(a, solve_verified)?;
     // Rescaling can produce -0.0 for exact zeros; keep output bit-stable.
     eig.values.mapv_inplace(|v| if v == 0.0 { 0.0 } else { v });
     Ok(eig)
@@ -131,6 +119,18 @@ pub fn sym_eigen(a: ArrayView2<f64>) -> Result<SymEigen, GramError> {
 /// [`sym_eigen`] with the hand-written solvers only (QL, then Jacobi): the benchmark's
 /// reference for the faer route.
 pub fn sym_eigen_handwritten(a: ArrayView2<f64>) -> Result<SymEigen, GramError> {
+    at_unit_scale(a, |s| match tridiagonal_ql(s) {
+        Some((v, u)) if probes_pass(s, &v, &u) => Ok((v, u)),
+        _ => jacobi(s).ok_or(GramError::NoConvergence(s.nrows())),
+    })
+}
+
+/// Runs `solve` on the symmetric part of `a` scaled to unit max-abs, so huge or tiny Gram
+/// matrices neither overflow nor underflow, and scales the eigenvalues back.
+fn at_unit_scale(
+    a: ArrayView2<f64>,
+    solve: impl Fn(&Array2<f64>) -> Result<(Array1<f64>, Array2<f64>), GramError>,
+) -> Result<SymEigen, GramError> {
     let n = check_square_finite(a)?;
     let mut s = symmetrise(a);
     let scale = s.iter().fold(0.0f64, |acc, v| acc.max(v.abs()));
@@ -141,10 +141,7 @@ pub fn sym_eigen_handwritten(a: ArrayView2<f64>) -> Result<SymEigen, GramError> 
         });
     }
     s /= scale;
-    let (values, vectors) = match tridiagonal_ql(&s) {
-        Some((v, u)) if probes_pass(&s, &v, &u) => (v, u),
-        _ => jacobi(&s).ok_or(GramError::NoConvergence(n))?,
-    };
+    let (values, vectors) = solve(&s)?;
     Ok(sort_and_orient(values * scale, vectors))
 }
 
