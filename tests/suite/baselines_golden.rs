@@ -1,6 +1,6 @@
 //! Every PEFT golden, every module: the merged delta matches PEFT 0.21.2's.
 
-use crate::peft_reference::{delta, load_adapter, manifest, rel_frobenius};
+use crate::peft_reference::{delta, golden_inputs, load_adapter, manifest, rel_frobenius};
 use lora_lego::merge::baselines::{
     merge_module, BaselineMethod, BaselineParams, MajoritySign, SourceFactors,
 };
@@ -33,18 +33,7 @@ fn check_golden(name: &str, spec: &serde_json::Value) -> f64 {
         .expect("method")
         .parse()
         .expect("known method");
-    let inputs: Vec<_> = spec["inputs"]
-        .as_array()
-        .expect("inputs")
-        .iter()
-        .map(|i| load_adapter(&format!("adapters/{}", i.as_str().expect("input name"))))
-        .collect();
-    let weights: Vec<f32> = spec["weights"]
-        .as_array()
-        .expect("weights")
-        .iter()
-        .map(|w| w.as_f64().expect("weight") as f32)
-        .collect();
+    let (inputs, weights) = golden_inputs(spec);
     let params = params_of(&spec["peft_parameters"]);
     let golden = load_adapter(spec["path"].as_str().expect("path"));
     let expected_rank = spec["r"].as_u64().expect("r") as usize;

@@ -1,7 +1,7 @@
 //! The randomized truncated SVD that large dense `*_svd` merges take, against an independent
 //! exact SVD (one-sided Jacobi) on the PEFT golden's combined matrices and on pruned sums.
 
-use crate::peft_reference::{jacobi_svd, load_adapter, manifest};
+use crate::peft_reference::{golden_inputs, jacobi_svd, manifest};
 use lora_lego::merge::baselines::{
     dense_combination, prune_magnitude, BaselineMethod, BaselineParams, MajoritySign, SourceFactors,
 };
@@ -31,18 +31,7 @@ fn against_exact(m: &Array2<f32>, rank: usize, power: usize) -> (f64, f64) {
 #[test]
 fn randomized_route_equals_exact_on_the_ties_svd_golden() {
     let spec = &manifest()["goldens"]["ties_svd"];
-    let inputs: Vec<_> = spec["inputs"]
-        .as_array()
-        .expect("inputs")
-        .iter()
-        .map(|i| load_adapter(&format!("adapters/{}", i.as_str().expect("input name"))))
-        .collect();
-    let weights: Vec<f32> = spec["weights"]
-        .as_array()
-        .expect("weights")
-        .iter()
-        .map(|w| w.as_f64().expect("weight") as f32)
-        .collect();
+    let (inputs, weights) = golden_inputs(spec);
     let peft = &spec["peft_parameters"];
     let rank = peft["svd_rank"].as_u64().expect("svd_rank") as usize;
     let params = BaselineParams {

@@ -24,6 +24,23 @@ pub fn manifest() -> Value {
     serde_json::from_str(&text).expect("MANIFEST.json parses")
 }
 
+/// A golden's input adapters and their weights, as its MANIFEST entry names them.
+pub fn golden_inputs(spec: &Value) -> (Vec<Adapter>, Vec<f32>) {
+    let inputs = spec["inputs"]
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .map(|i| load_adapter(&format!("adapters/{}", i.as_str().expect("input name"))))
+        .collect();
+    let weights = spec["weights"]
+        .as_array()
+        .expect("weights")
+        .iter()
+        .map(|w| w.as_f64().expect("weight") as f32)
+        .collect();
+    (inputs, weights)
+}
+
 pub fn load_adapter(relative: &str) -> Adapter {
     let dir = fixtures().join(relative);
     let config: Value = serde_json::from_str(
