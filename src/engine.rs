@@ -17,9 +17,10 @@ use crate::gram::{embed, embed_features};
 use crate::kmeans::{k_curve, silhouette, suggest_k, KPoint};
 use crate::kmeans_gram::GramPartition;
 use crate::merge::baselines::{self, BaselineMethod, BaselineParams, SourceFactors};
-use crate::merge::core_space::{CoreSpace, CoreTask};
+use crate::merge::core_space::{CoreBasis, CoreSpace, CoreTask};
 use crate::merge::lego;
 use crate::merge::lego_core::LegoCore;
+use crate::merge::method::Merged;
 use crate::merge::MethodError;
 use crate::merge::{ClusterStats, MergedModule};
 use crate::metrics::{source_mix, DeltaMetrics, UnitGeometry};
@@ -120,6 +121,15 @@ pub struct ModuleView {
     pub interference: Array2<f64>,
     /// The merge of this module.
     pub merged: MergedModule,
+}
+
+/// A module's tasks for the core-space methods, and each one's index among its sources.
+#[derive(Debug, Clone)]
+pub struct CoreTasks {
+    /// In canonical order.
+    pub tasks: Vec<CoreTask>,
+    /// Per task: its index in the module's sources.
+    pub source: Vec<usize>,
 }
 
 /// LEGO's core-space parameters from the settings, for `module`.
@@ -282,10 +292,10 @@ impl Engine {
     /// Module `i`'s tasks for the core-space methods, in a canonical order (ranks by content
     /// within a task, tasks by their ranks' content), so the result does not depend on the
     /// order of the adapters or of their ranks. Tasks with weight 0 are left out.
-    pub fn core_tasks(&self, i: usize, raw: &RawUnits, settings: &MergeSettings) -> Vec<CoreTask> {
+    pub fn core_tasks(&self, i: usize, raw: &RawUnits, settings: &MergeSettings) -> CoreTasks {
         let module = &self.set.modules[i];
         let hashes = raw.hashes();
-        let mut tasks: Vec<(Vec<u64>, CoreTask)> = Vec::new();
+        let mut tasks: Vec<(Vec<u64>, usize, CoreTask)> = Vec::new();
         for (si, &s) in module.sources.iter().enumerate() {
             let weight = settings.weight(s.0);
             if weight == 0.0 {
@@ -296,11 +306,18 @@ impl Engine {
                 .collect();
             rows.sort_by_key(|&r| (hashes[r], r));
             let gather = |m: &Array2<f32>| {
-                Array2::from_shape_fn((rows.len(), m.ncols()), |(r, c)| f64::from(m[[rows[r], c]]))
+                let mut out = Array2::zeros((rows.len(), m.ncols()));
+                for (dst, &r) in out.rows_mut().into_iter().zip(&rows) {
+                    dst.into_iter()
+                        .zip(m.row(r))
+                        .for_each(|(d, &v)| *d = f64::from(v));
+                }
+                out
             };
             let key: Vec<u64> = rows.iter().map(|&r| hashes[r]).collect();
             tasks.push((
                 key,
+                si,
                 CoreTask {
                     a: gather(&raw.a),
                     b: gather(&raw.b),
@@ -309,8 +326,9 @@ impl Engine {
             ));
         }
         // Equal keys mean equal tasks (up to the weight), so their order cannot matter.
-        tasks.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.scale.total_cmp(&y.1.scale)));
-        tasks.into_iter().map(|(_, t)| t).collect()
+        tasks.sort_by(|x, y| x.0.cmp(&y.0).then(x.2.scale.total_cmp(&y.2.scale)));
+        let (source, tasks) = tasks.into_iter().map(|(_, s, t)| (s, t)).unzip();
+        CoreTasks { tasks, source }
     }
 
     /// A core-space merge of module `i`: a data-free method, or LEGO with core-space options
@@ -318,10 +336,9 @@ impl Engine {
     pub fn merge_core(&self, i: usize, settings: &MergeSettings) -> Result<Option<MergedModule>> {
         let module = &self.set.modules[i];
         let name = module.key.as_str();
-        // One read of the factors serves the tasks and the metrics.
+        // One read of the factors serves the tasks and, for a full-space result, the metrics.
         let raw = RawUnits::load(&self.set, module);
-        self.raw_gram_of(i, &raw);
-        let tasks = self.core_tasks(i, &raw, settings);
+        let CoreTasks { tasks, source } = self.core_tasks(i, &raw, settings);
         if tasks.is_empty() {
             return Ok(None);
         }
@@ -329,14 +346,18 @@ impl Engine {
             module: name.to_string(),
             reason: e.to_string(),
         };
-        let core = CoreSpace::new(&tasks).map_err(fail)?;
+        let basis = match settings.method {
+            MergeMethod::DataFree(method) => method.basis(),
+            _ => CoreBasis::Singular,
+        };
+        let core = CoreSpace::with_basis(&tasks, basis).map_err(fail)?;
+        drop(tasks);
         let mut notices = Vec::new();
         let mut clusters = None;
-        let factors = match settings.method {
+        let merged = match settings.method {
             MergeMethod::DataFree(method) => method
                 .build(&settings.data_free_params())
                 .merge(&core, baselines::module_seed(settings.seed, name))
-                .and_then(|m| m.into_factors(&core))
                 .map_err(fail)?,
             _ => {
                 let lego = lego_core_params(settings, name);
@@ -348,10 +369,18 @@ impl Engine {
                     ));
                 }
                 clusters = Some(result.stats);
-                core.lift(result.core.view()).map_err(fail)?
+                Merged::Core(result.core)
             }
         };
-        let metrics = self.metrics_from(i, &raw, settings, &factors.a, &factors.b);
+        let n_sources = module.sources.len();
+        let in_core = merged
+            .core()
+            .map(|m| DeltaMetrics::from_cores(m, &core.cores(), &source, n_sources));
+        let factors = merged.into_factors(&core).map_err(fail)?;
+        let metrics = match in_core {
+            Some(m) => m,
+            None => self.metrics_from(i, &raw, settings, &factors.a, &factors.b),
+        };
         Ok(Some(MergedModule {
             module: i,
             a: factors.a,
@@ -373,6 +402,7 @@ impl Engine {
         b: &Array2<f32>,
     ) -> DeltaMetrics {
         let module = &self.set.modules[i];
+        self.raw_gram_of(i, raw);
         let scaling = self.scaling(i, &plain(settings));
         let (pool_a, pool_b) = scaling.pool(raw);
         DeltaMetrics::from_factors(

@@ -188,6 +188,36 @@ impl DeltaMetrics {
             .collect()
     }
 
+    /// The same figures for a merge made in a module's core space: with orthonormal bases,
+    /// `ΔW' = U_B M V_Aᵀ` and `w_j ΔW_j = U_B M_j V_Aᵀ`, and `⟨U_B X V_Aᵀ, U_B Y V_Aᵀ⟩ = ⟨X, Y⟩`,
+    /// so every figure is a product of cores: O(T·n²), no d-wide product. `cores[t]` is task
+    /// t's `M_j` (its weight and scale included), `task_source[t]` its index among the
+    /// module's sources.
+    pub fn from_cores(
+        merged: ArrayView2<f64>,
+        cores: &[Array2<f64>],
+        task_source: &[usize],
+        n_sources: usize,
+    ) -> Self {
+        let dot = |x: ArrayView2<f64>, y: ArrayView2<f64>| -> f64 {
+            x.iter().zip(y.iter()).map(|(p, q)| p * q).sum()
+        };
+        let mut sources = Array2::zeros((n_sources, n_sources));
+        let mut with_source = vec![0.0; n_sources];
+        let mut sum = Array2::<f64>::zeros(merged.dim());
+        for (cp, &sp) in cores.iter().zip(task_source) {
+            for (cq, &sq) in cores.iter().zip(task_source) {
+                sources[[sp, sq]] += dot(cp.view(), cq.view());
+            }
+            with_source[sp] += dot(merged, cp.view());
+            sum += cp;
+        }
+        // The distance to the sum directly, not `mm + ss − 2·ms`: a merge that is the sum
+        // (task arithmetic at λ = 1) must show 0, not rounding noise.
+        let err2 = dot((&merged - &sum).view(), (&merged - &sum).view());
+        DeltaMetrics::from_products(dot(merged, merged), &sources, &with_source, Some(err2))
+    }
+
     /// The same figures from explicit factors: the folded units (`a` n × d_in, `b` n × d_out
     /// rows, `source` per unit) and a merged `A'` (k × d_in), `B'` (d_out × k). For merges
     /// whose result is not a combination of units (TIES, DARE, SVD…).

@@ -1,7 +1,7 @@
 //! Symmetric rank-k update `X Xᵀ`, computing only the blocks on and above the diagonal.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{s, Array2, ArrayView2, LinalgScalar};
 
 /// Rows per block: small enough that most of the lower blocks are skipped at n = 128, large
 /// enough that each block is an efficient GEMM.
@@ -12,16 +12,16 @@ const BLOCK: usize = 32;
 /// Each entry is the same dot product, summed in the same order, as `x.dot(&x.t())` computes
 /// it (the GEMM's blocking over D does not depend on where the block sits), so the result is
 /// bit-identical to the full product; the lower triangle is mirrored from the upper.
-pub fn syrk(x: ArrayView2<f32>) -> Array2<f32> {
+pub fn syrk<T: LinalgScalar>(x: ArrayView2<T>) -> Array2<T> {
     let n = x.nrows();
-    let mut g = Array2::<f32>::zeros((n, n));
+    let mut g = Array2::<T>::zeros((n, n));
     for i0 in (0..n).step_by(BLOCK) {
         let i1 = (i0 + BLOCK).min(n);
         let rows = x.slice(s![i0..i1, ..]);
         // One GEMM per block row over every column block at or right of the diagonal.
         let cols = x.slice(s![i0.., ..]);
         let mut out = g.slice_mut(s![i0..i1, i0..]);
-        general_mat_mul(1.0, &rows, &cols.t(), 0.0, &mut out);
+        general_mat_mul(T::one(), &rows, &cols.t(), T::zero(), &mut out);
     }
     for i in 0..n {
         for j in 0..i {
@@ -47,6 +47,8 @@ mod tests {
             });
             let full = x.dot(&x.t());
             assert_eq!(syrk(x.view()), full, "n = {n}, d = {d}");
+            let x64 = x.mapv(f64::from);
+            assert_eq!(syrk(x64.view()), x64.dot(&x64.t()), "f64, n = {n}, d = {d}");
         }
     }
 }

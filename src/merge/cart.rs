@@ -3,7 +3,7 @@
 
 use ndarray::{s, Array2, Axis};
 
-use super::core_space::CoreSpace;
+use super::core_space::{CoreBasis, CoreSpace};
 use super::method::{CoreMethod, Merged, MethodSpec};
 use super::MethodError;
 use crate::linalg::svd;
@@ -27,6 +27,7 @@ pub static SPEC: MethodSpec = MethodSpec {
     name: "cart",
     default_scale: DEFAULT_LAMBDA,
     default_density: None,
+    basis: CoreBasis::Any,
     build: |p| {
         Box::new(Cart {
             lambda: p.scale,

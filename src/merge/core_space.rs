@@ -51,11 +51,28 @@ pub struct CoreSpace {
     ac: Array2<f64>,
 }
 
+/// Which orthonormal bases of the two spans a core space uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoreBasis {
+    /// The singular vectors of `B_cat` and `A_catᵀ`: what methods that read the core
+    /// entry by entry (core TIES, LEGO's L∞ reweighting) are defined in.
+    Singular,
+    /// Any orthonormal basis (the Cholesky-QR one): for methods whose `ΔW` is the same in
+    /// every basis, which saves two n × n SVDs per module.
+    Any,
+}
+
 /// A basis of the column space of `x` (d × N) as `U = x · to_u`, and `Uᵀ x`.
-fn svd_basis(x: ArrayView2<f64>) -> Result<(Array2<f64>, Array2<f64>), MethodError> {
+fn basis_of(
+    x: ArrayView2<f64>,
+    kind: CoreBasis,
+) -> Result<(Array2<f64>, Array2<f64>), MethodError> {
     // x = q r with q = x t orthonormal; the SVD of the small r gives the singular vectors of x
-    // (U = q u), so the basis is the SVD basis that entry-wise methods (core TIES) need.
+    // (U = q u).
     let basis = gram_basis(x)?;
+    if kind == CoreBasis::Any {
+        return Ok((basis.t, basis.r));
+    }
     let d = svd(basis.r.view())?;
     let n = d.rank(BASIS_RTOL);
     let u = d.u.slice(s![.., ..n]);
@@ -65,8 +82,13 @@ fn svd_basis(x: ArrayView2<f64>) -> Result<(Array2<f64>, Array2<f64>), MethodErr
 }
 
 impl CoreSpace {
-    /// Builds the core space of `tasks` (all of one module, same shapes).
+    /// Builds the core space of `tasks` (all of one module, same shapes) in the singular bases.
     pub fn new(tasks: &[CoreTask]) -> Result<Self, MethodError> {
+        Self::with_basis(tasks, CoreBasis::Singular)
+    }
+
+    /// [`CoreSpace::new`] in the bases `kind`.
+    pub fn with_basis(tasks: &[CoreTask], kind: CoreBasis) -> Result<Self, MethodError> {
         let Some(first) = tasks.first() else {
             return Err(MethodError::Invalid(
                 "a module with no task to merge".into(),
@@ -89,12 +111,10 @@ impl CoreSpace {
             ranges.push(row..row + t.a.nrows());
             row += t.a.nrows();
         }
-        let a_parts: Vec<_> = tasks.iter().map(|t| t.a.clone()).collect();
-        let b_parts: Vec<_> = tasks.iter().map(|t| t.b.clone()).collect();
-        let a_cat = join(Axis(0), &a_parts)?;
-        let b_rows = join(Axis(0), &b_parts)?;
-        let (to_ub, bc) = svd_basis(b_rows.t())?;
-        let (to_va, ac_t) = svd_basis(a_cat.t())?;
+        let a_cat = join_views(Axis(0), tasks.iter().map(|t| t.a.view()))?;
+        let b_rows = join_views(Axis(0), tasks.iter().map(|t| t.b.view()))?;
+        let (to_ub, bc) = basis_of(b_rows.t(), kind)?;
+        let (to_va, ac_t) = basis_of(a_cat.t(), kind)?;
         Ok(CoreSpace {
             scales: tasks.iter().map(|t| t.scale).collect(),
             ranges,
@@ -207,7 +227,15 @@ impl CoreSpace {
 /// `parts` side by side (`Axis(1)`) or stacked (`Axis(0)`); the shapes come from one module,
 /// so a mismatch is a bug reported as an invalid input rather than a panic.
 pub fn join(axis: Axis, parts: &[Array2<f64>]) -> Result<Array2<f64>, MethodError> {
-    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    join_views(axis, parts.iter().map(|p| p.view()))
+}
+
+/// [`join`] of views, so parts held elsewhere are copied once.
+fn join_views<'a>(
+    axis: Axis,
+    parts: impl Iterator<Item = ArrayView2<'a, f64>>,
+) -> Result<Array2<f64>, MethodError> {
+    let views: Vec<_> = parts.collect();
     ndarray::concatenate(axis, &views).map_err(|e| MethodError::Invalid(e.to_string()))
 }
 

@@ -2,7 +2,7 @@
 //! sign election are entry-wise, so this depends on the basis: the SVD bases of
 //! [`CoreSpace`], as in the Core Space reference.
 
-use super::core_space::CoreSpace;
+use super::core_space::{CoreBasis, CoreSpace};
 use super::method::{CoreMethod, Merged, MethodSpec};
 use super::ties::ties;
 use super::MethodError;
@@ -26,6 +26,7 @@ pub static SPEC: MethodSpec = MethodSpec {
     name: "core_ties",
     default_scale: DEFAULT_LAMBDA,
     default_density: Some(DEFAULT_KEEP),
+    basis: CoreBasis::Singular,
     build: |p| {
         Box::new(CoreTies {
             keep: p.density,

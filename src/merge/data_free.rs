@@ -5,6 +5,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
+use super::core_space::CoreBasis;
 pub use super::method::{CoreMethod, Merged, MethodParams, MethodSpec};
 
 /// Every data-free method, in the order shown; a new method is one line here.
@@ -42,6 +43,11 @@ impl DataFreeMethod {
     /// The default density (fraction kept), for the methods that prune.
     pub fn default_density(self) -> Option<f64> {
         self.0.default_density
+    }
+
+    /// The bases the method's core space is built in.
+    pub fn basis(self) -> CoreBasis {
+        self.0.basis
     }
 
     /// The method with its parameters: `scale` its λ/α, `density` the fraction kept (TIES

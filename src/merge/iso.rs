@@ -4,7 +4,7 @@
 
 use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 
-use super::core_space::{join, CoreSpace, RANK_RTOL};
+use super::core_space::{join, CoreBasis, CoreSpace, RANK_RTOL};
 use super::method::{CoreMethod, Merged, MethodSpec};
 use super::tsv::orthogonalised;
 use super::MethodError;
@@ -36,6 +36,7 @@ pub static ISO_C: MethodSpec = MethodSpec {
     name: "iso_c",
     default_scale: DEFAULT_ALPHA,
     default_density: None,
+    basis: CoreBasis::Any,
     build: |p| Box::new(IsoC { alpha: p.scale }),
 };
 
@@ -44,6 +45,7 @@ pub static ISO_CTS: MethodSpec = MethodSpec {
     name: "iso_cts",
     default_scale: DEFAULT_ALPHA,
     default_density: None,
+    basis: CoreBasis::Any,
     build: |p| {
         Box::new(IsoCts {
             alpha: p.scale,

@@ -7,7 +7,7 @@ use ndarray::{s, Array2, Axis};
 use rand::Rng;
 
 use super::baselines::stream_rng;
-use super::core_space::{join, CoreSpace, RANK_RTOL};
+use super::core_space::{join, CoreBasis, CoreSpace, RANK_RTOL};
 use super::method::{CoreMethod, Merged, MethodSpec};
 use super::ties::ties;
 use super::MethodError;
@@ -55,6 +55,7 @@ pub static KNOTS_TIES: MethodSpec = MethodSpec {
     name: "knots_ties",
     default_scale: TIES_DEFAULT_LAMBDA,
     default_density: Some(TIES_DEFAULT_KEEP),
+    basis: CoreBasis::Any,
     build: |p| {
         Box::new(Knots {
             keep: p.density,
@@ -69,6 +70,7 @@ pub static KNOTS_DARE_TIES: MethodSpec = MethodSpec {
     name: "knots_dare_ties",
     default_scale: DARE_TIES_DEFAULT_LAMBDA,
     default_density: Some(1.0 - DARE_DEFAULT_DROP),
+    basis: CoreBasis::Any,
     build: |p| {
         Box::new(Knots {
             keep: 1.0,

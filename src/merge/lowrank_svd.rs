@@ -98,7 +98,7 @@ pub fn lowrank_svd(
         .into_par_iter()
         .map(|x| {
             let x = to_f64(x);
-            let gram = x.t().dot(&x);
+            let gram = crate::linalg::syrk(x.t());
             (x, gram)
         })
         .collect();
@@ -234,7 +234,7 @@ pub(crate) struct GramBasis {
 
 /// Orthonormal basis of the column space of `x` (m × n, m ≫ n) from its Gram matrix.
 pub(crate) fn gram_basis(x: ArrayView2<f64>) -> Result<GramBasis, SvdError> {
-    gram_basis_from(x, x.t().dot(&x))
+    gram_basis_from(x, crate::linalg::syrk(x.t()))
 }
 
 /// [`gram_basis`] with `gram = xᵀx` already computed (Cholesky-QR, twice when ill-conditioned).
@@ -244,7 +244,7 @@ fn gram_basis_from(x: ArrayView2<f64>, gram: Array2<f64>) -> Result<GramBasis, S
         return Ok(first);
     }
     let q1 = x.dot(&first.t);
-    let (second, _) = cholesky_basis(&q1.t().dot(&q1))?;
+    let (second, _) = cholesky_basis(&crate::linalg::syrk(q1.t()))?;
     Ok(GramBasis {
         t: first.t.dot(&second.t),
         r: second.r.dot(&first.r),

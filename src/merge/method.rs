@@ -2,9 +2,9 @@
 //! [`MethodSpec`] in its own file (name, published defaults, constructor). Registering a method
 //! is one line in [`super::data_free::REGISTRY`].
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 
-use super::core_space::{balanced_factors, CoreSpace, LoraFactors};
+use super::core_space::{balanced_factors, CoreBasis, CoreSpace, LoraFactors};
 use super::MethodError;
 
 /// What a method returns for one module.
@@ -19,8 +19,14 @@ pub enum Merged {
         /// Right factor.
         r: Array2<f64>,
     },
-    /// Factors written as they are (exact forms, no SVD).
-    Exact(LoraFactors),
+    /// Factors written as they are (exact forms, no SVD), with the same `ΔW` as a core `M`
+    /// for the figures.
+    Exact {
+        /// What is written.
+        factors: LoraFactors,
+        /// `ΔW = U_B core V_Aᵀ`.
+        core: Array2<f64>,
+    },
 }
 
 impl Merged {
@@ -29,7 +35,16 @@ impl Merged {
         match self {
             Merged::Core(m) => core.lift(m.view()),
             Merged::Factors { l, r } => balanced_factors(l.view(), r.view()),
-            Merged::Exact(f) => Ok(f),
+            Merged::Exact { factors, .. } => Ok(factors),
+        }
+    }
+
+    /// The merge as a core matrix when it lies in the core space (the full-space `Factors`
+    /// of KnOTS' TIES step need not).
+    pub fn core(&self) -> Option<ArrayView2<'_, f64>> {
+        match self {
+            Merged::Core(m) | Merged::Exact { core: m, .. } => Some(m.view()),
+            Merged::Factors { .. } => None,
         }
     }
 }
@@ -62,6 +77,8 @@ pub struct MethodSpec {
     pub default_scale: f64,
     /// The default density (fraction kept), for the methods that prune.
     pub default_density: Option<f64>,
+    /// The bases the method needs its core space in.
+    pub basis: CoreBasis,
     /// The method with its parameters.
     pub build: fn(&MethodParams) -> Box<dyn CoreMethod>,
 }

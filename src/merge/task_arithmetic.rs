@@ -1,9 +1,9 @@
 //! Task arithmetic (Ilharco et al., ICLR 2023, arXiv 2212.04089): `ΔW = λ Σ_j ΔW_j`, written
 //! exactly as the concatenated factors (no SVD), `√|λ c_j|` folded into both halves.
 
-use ndarray::Axis;
+use ndarray::{Array2, Axis};
 
-use super::core_space::{join, CoreSpace, LoraFactors};
+use super::core_space::{join, CoreBasis, CoreSpace, LoraFactors};
 use super::method::{CoreMethod, Merged, MethodSpec};
 use super::MethodError;
 
@@ -23,6 +23,7 @@ pub static SPEC: MethodSpec = MethodSpec {
     name: "task_arithmetic",
     default_scale: DEFAULT_LAMBDA,
     default_density: None,
+    basis: CoreBasis::Any,
     build: |p| Box::new(TaskArithmetic { lambda: p.scale }),
 };
 
@@ -40,6 +41,13 @@ impl CoreMethod for TaskArithmetic {
         }
         let a = join(Axis(0), &a_parts)?;
         let b = join(Axis(1), &b_parts)?;
-        Ok(Merged::Exact(LoraFactors::from_f64(&a, &b)))
+        let mut core_sum = Array2::zeros(core.dims());
+        for m in core.cores() {
+            core_sum += &m;
+        }
+        Ok(Merged::Exact {
+            factors: LoraFactors::from_f64(&a, &b),
+            core: core_sum * self.lambda,
+        })
     }
 }

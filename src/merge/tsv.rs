@@ -5,7 +5,7 @@
 
 use ndarray::{s, Array1, Array2, Axis};
 
-use super::core_space::{join, CoreSpace, RANK_RTOL};
+use super::core_space::{join, CoreBasis, CoreSpace, RANK_RTOL};
 use super::method::{CoreMethod, Merged, MethodSpec};
 use super::MethodError;
 use crate::linalg::polar;
@@ -25,6 +25,7 @@ pub static SPEC: MethodSpec = MethodSpec {
     name: "tsv",
     default_scale: DEFAULT_ALPHA,
     default_density: None,
+    basis: CoreBasis::Any,
     build: |p| Box::new(Tsv { alpha: p.scale }),
 };
 

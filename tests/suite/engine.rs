@@ -366,10 +366,49 @@ fn narrow_modules_with_many_units_embed_from_the_features_and_still_merge_exactl
     assert_eq!(five.modules[0].rank(), 5);
 }
 
+/// Every figure of `m` against ΔW' formed densely from its exported factors and each source's
+/// `w_j ΔW_j` formed from the adapter files.
+fn assert_metrics_are_dense(e: &Engine, m: &MergedModule, weights: &[f64], label: &str) {
+    let merged = merged_delta(m);
+    let sum = weighted_sum(e, m.module, weights);
+    let err = rel_diff(&merged, &sum);
+    assert!(
+        (m.metrics.error_vs_sum - err).abs() < 1e-5 * (1.0 + err),
+        "{label}: error {} vs {err}",
+        m.metrics.error_vs_sum
+    );
+    let ratio = frob(&merged) / frob(&sum);
+    assert!(
+        (m.metrics.norm_ratio - ratio).abs() < 1e-5 * ratio,
+        "{label}: norm ratio {} vs {ratio}",
+        m.metrics.norm_ratio
+    );
+    assert!((m.metrics.norm - frob(&merged)).abs() < 1e-5 * frob(&merged));
+    for (si, &src) in e.set.modules[m.module].sources.iter().enumerate() {
+        let d = dense_delta(e.set.source(src)) * weights[src.0];
+        let dot = (&merged * &d).sum();
+        let cos = if weights[src.0] == 0.0 {
+            0.0
+        } else {
+            dot / (frob(&merged) * frob(&d))
+        };
+        assert!(
+            (m.metrics.retention[si] - cos).abs() < 1e-5,
+            "{label}: retention {} vs {cos}",
+            m.metrics.retention[si]
+        );
+        assert!(
+            (m.metrics.source_dot[si] - dot).abs() < 1e-5 * (1.0 + dot.abs()),
+            "{label}: ⟨ΔW', w ΔW⟩ {} vs {dot}",
+            m.metrics.source_dot[si]
+        );
+        assert!((m.metrics.source_norm[si] - frob(&d)).abs() < 1e-5 * (1.0 + frob(&d)));
+    }
+}
+
 #[test]
 fn cat_metrics_from_the_gram_equal_direct_dense_computations() {
-    // cat's metrics come from the cached Gram matrices alone (no factor is read for them):
-    // checked against ΔW' formed densely from the exported factors.
+    // cat's metrics come from the cached Gram matrices alone (no factor is read for them).
     let e = engine(&tiny_adapters());
     let weights = vec![1.0, 0.8, -0.6];
     for scale in [None, Some(0.7)] {
@@ -380,28 +419,35 @@ fn cat_metrics_from_the_gram_equal_direct_dense_computations() {
             ..MergeSettings::default()
         };
         for m in &e.merge_all(&s).unwrap().modules {
-            let merged = merged_delta(m);
-            let sum = weighted_sum(&e, m.module, &weights);
-            let err = rel_diff(&merged, &sum);
-            assert!(
-                (m.metrics.error_vs_sum - err).abs() < 1e-5 * (1.0 + err),
-                "{scale:?}: error {} vs {err}",
-                m.metrics.error_vs_sum
-            );
-            let ratio = frob(&merged) / frob(&sum);
-            assert!((m.metrics.norm_ratio - ratio).abs() < 1e-5 * ratio);
-            assert!((m.metrics.norm - frob(&merged)).abs() < 1e-5 * frob(&merged));
-            for (si, &src) in e.set.modules[m.module].sources.iter().enumerate() {
-                let d = dense_delta(e.set.source(src)) * weights[src.0];
-                let dot = (&merged * &d).sum();
-                let cos = dot / (frob(&merged) * frob(&d));
-                assert!(
-                    (m.metrics.retention[si] - cos).abs() < 1e-5,
-                    "{scale:?}: retention {} vs {cos}",
-                    m.metrics.retention[si]
-                );
-                assert!((m.metrics.source_dot[si] - dot).abs() < 1e-5 * (1.0 + dot.abs()));
-                assert!((m.metrics.source_norm[si] - frob(&d)).abs() < 1e-5 * frob(&d));
+            assert_metrics_are_dense(&e, m, &weights, &format!("cat {scale:?}"));
+        }
+    }
+}
+
+#[test]
+fn core_space_metrics_equal_direct_dense_computations() {
+    // The core-space methods' figures are products of core matrices (no d-wide product);
+    // KnOTS' full-space TIES step leaves the core space and takes the factor route.
+    let e = engine(&tiny_adapters());
+    for weights in [vec![1.0, 0.8, -0.6], vec![0.7, 0.0, 1.3]] {
+        for method in [
+            "task_arithmetic",
+            "tsv",
+            "iso_c",
+            "iso_cts",
+            "cart",
+            "core_ties",
+            "knots_ties",
+            "lego-tsv",
+        ] {
+            let s = MergeSettings {
+                method: method.parse().unwrap(),
+                weights: weights.clone(),
+                k: 5,
+                ..MergeSettings::default()
+            };
+            for m in &e.merge_all(&s).unwrap().modules {
+                assert_metrics_are_dense(&e, m, &weights, &format!("{method} {weights:?}"));
             }
         }
     }
