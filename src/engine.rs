@@ -17,7 +17,7 @@ use crate::gram::{embed, embed_features};
 use crate::kmeans::{k_curve, silhouette, suggest_k, KPoint};
 use crate::kmeans_gram::GramPartition;
 use crate::merge::baselines::{self, BaselineMethod, BaselineParams, SourceFactors};
-use crate::merge::core_space::{CoreBasis, CoreSpace, CoreTask};
+use crate::merge::core_space::{CoreBasis, CoreSpace, StackedTasks};
 use crate::merge::lego;
 use crate::merge::lego_core::LegoCore;
 use crate::merge::method::Merged;
@@ -126,8 +126,8 @@ pub struct ModuleView {
 /// A module's tasks for the core-space methods, and each one's index among its sources.
 #[derive(Debug, Clone)]
 pub struct CoreTasks {
-    /// In canonical order.
-    pub tasks: Vec<CoreTask>,
+    /// Stacked in canonical order.
+    pub stacked: StackedTasks,
     /// Per task: its index in the module's sources.
     pub source: Vec<usize>,
 }
@@ -295,7 +295,7 @@ impl Engine {
     pub fn core_tasks(&self, i: usize, raw: &RawUnits, settings: &MergeSettings) -> CoreTasks {
         let module = &self.set.modules[i];
         let hashes = raw.hashes();
-        let mut tasks: Vec<(Vec<u64>, usize, CoreTask)> = Vec::new();
+        let mut tasks: Vec<(Vec<u64>, f64, usize, Vec<usize>)> = Vec::new();
         for (si, &s) in module.sources.iter().enumerate() {
             let weight = settings.weight(s.0);
             if weight == 0.0 {
@@ -305,30 +305,31 @@ impl Engine {
                 .filter(|&r| raw.source[r] == si)
                 .collect();
             rows.sort_by_key(|&r| (hashes[r], r));
-            let gather = |m: &Array2<f32>| {
-                let mut out = Array2::zeros((rows.len(), m.ncols()));
-                for (dst, &r) in out.rows_mut().into_iter().zip(&rows) {
-                    dst.into_iter()
-                        .zip(m.row(r))
-                        .for_each(|(d, &v)| *d = f64::from(v));
-                }
-                out
-            };
-            let key: Vec<u64> = rows.iter().map(|&r| hashes[r]).collect();
-            tasks.push((
-                key,
-                si,
-                CoreTask {
-                    a: gather(&raw.a),
-                    b: gather(&raw.b),
-                    scale: weight * self.set.source(s).scale,
-                },
-            ));
+            let key = rows.iter().map(|&r| hashes[r]).collect();
+            tasks.push((key, weight * self.set.source(s).scale, si, rows));
         }
         // Equal keys mean equal tasks (up to the weight), so their order cannot matter.
-        tasks.sort_by(|x, y| x.0.cmp(&y.0).then(x.2.scale.total_cmp(&y.2.scale)));
-        let (source, tasks) = tasks.into_iter().map(|(_, s, t)| (s, t)).unzip();
-        CoreTasks { tasks, source }
+        tasks.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)));
+        let order: Vec<usize> = tasks.iter().flat_map(|t| t.3.iter().copied()).collect();
+        // One widening copy straight into the stacked layout.
+        let gather = |m: &Array2<f32>| {
+            let mut out = Array2::zeros((order.len(), m.ncols()));
+            for (dst, &r) in out.rows_mut().into_iter().zip(&order) {
+                dst.into_iter()
+                    .zip(m.row(r))
+                    .for_each(|(d, &v)| *d = f64::from(v));
+            }
+            out
+        };
+        CoreTasks {
+            stacked: StackedTasks {
+                a_cat: gather(&raw.a),
+                b_rows: gather(&raw.b),
+                ranks: tasks.iter().map(|t| t.3.len()).collect(),
+                scales: tasks.iter().map(|t| t.1).collect(),
+            },
+            source: tasks.iter().map(|t| t.2).collect(),
+        }
     }
 
     /// A core-space merge of module `i`: a data-free method, or LEGO with core-space options
@@ -338,8 +339,8 @@ impl Engine {
         let name = module.key.as_str();
         // One read of the factors serves the tasks and, for a full-space result, the metrics.
         let raw = RawUnits::load(&self.set, module);
-        let CoreTasks { tasks, source } = self.core_tasks(i, &raw, settings);
-        if tasks.is_empty() {
+        let CoreTasks { stacked, source } = self.core_tasks(i, &raw, settings);
+        if source.is_empty() {
             return Ok(None);
         }
         let fail = |e: MethodError| LegoError::Module {
@@ -350,8 +351,7 @@ impl Engine {
             MergeMethod::DataFree(method) => method.basis(),
             _ => CoreBasis::Singular,
         };
-        let core = CoreSpace::with_basis(&tasks, basis).map_err(fail)?;
-        drop(tasks);
+        let core = CoreSpace::from_stacked(stacked, basis).map_err(fail)?;
         let mut notices = Vec::new();
         let mut clusters = None;
         let merged = match settings.method {

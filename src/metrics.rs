@@ -200,7 +200,10 @@ impl DeltaMetrics {
         n_sources: usize,
     ) -> Self {
         let dot = |x: ArrayView2<f64>, y: ArrayView2<f64>| -> f64 {
-            x.iter().zip(y.iter()).map(|(p, q)| p * q).sum()
+            match (x.as_slice(), y.as_slice()) {
+                (Some(x), Some(y)) => x.iter().zip(y).map(|(p, q)| p * q).sum(),
+                _ => x.iter().zip(y.iter()).map(|(p, q)| p * q).sum(),
+            }
         };
         let mut sources = Array2::zeros((n_sources, n_sources));
         let mut with_source = vec![0.0; n_sources];

@@ -32,6 +32,19 @@ pub struct CoreTask {
     pub scale: f64,
 }
 
+/// A module's tasks stacked: rows of `A_j`, then of `B_jᵀ`, task after task.
+#[derive(Debug, Clone)]
+pub struct StackedTasks {
+    /// `N × d_in`.
+    pub a_cat: Array2<f64>,
+    /// `N × d_out`.
+    pub b_rows: Array2<f64>,
+    /// Per task: its rank (rows), in order.
+    pub ranks: Vec<usize>,
+    /// Per task: `c_j`.
+    pub scales: Vec<f64>,
+}
+
 /// A module's tasks with the bases of its core space.
 #[derive(Debug, Clone)]
 pub struct CoreSpace {
@@ -105,18 +118,44 @@ impl CoreSpace {
                 t.b.dim()
             )));
         }
-        let mut ranges = Vec::with_capacity(tasks.len());
-        let mut row = 0;
-        for t in tasks {
-            ranges.push(row..row + t.a.nrows());
-            row += t.a.nrows();
+        let stacked = StackedTasks {
+            a_cat: join_views(Axis(0), tasks.iter().map(|t| t.a.view()))?,
+            b_rows: join_views(Axis(0), tasks.iter().map(|t| t.b.view()))?,
+            ranks: tasks.iter().map(|t| t.a.nrows()).collect(),
+            scales: tasks.iter().map(|t| t.scale).collect(),
+        };
+        Self::from_stacked(stacked, kind)
+    }
+
+    /// The core space of tasks already stacked (the engine gathers them in one copy).
+    pub fn from_stacked(tasks: StackedTasks, kind: CoreBasis) -> Result<Self, MethodError> {
+        let StackedTasks {
+            a_cat,
+            b_rows,
+            ranks,
+            scales,
+        } = tasks;
+        if ranks.iter().sum::<usize>() != a_cat.nrows()
+            || a_cat.nrows() != b_rows.nrows()
+            || ranks.len() != scales.len()
+        {
+            return Err(MethodError::Invalid(format!(
+                "stacked tasks of ranks {ranks:?}: A {:?}, B rows {:?}, {} scales",
+                a_cat.dim(),
+                b_rows.dim(),
+                scales.len()
+            )));
         }
-        let a_cat = join_views(Axis(0), tasks.iter().map(|t| t.a.view()))?;
-        let b_rows = join_views(Axis(0), tasks.iter().map(|t| t.b.view()))?;
+        let mut ranges = Vec::with_capacity(ranks.len());
+        let mut row = 0;
+        for r in ranks {
+            ranges.push(row..row + r);
+            row += r;
+        }
         let (to_ub, bc) = basis_of(b_rows.t(), kind)?;
         let (to_va, ac_t) = basis_of(a_cat.t(), kind)?;
         Ok(CoreSpace {
-            scales: tasks.iter().map(|t| t.scale).collect(),
+            scales,
             ranges,
             a_cat,
             b_rows,
