@@ -222,7 +222,7 @@ fn max_abs_diff(a: &Array1<f64>, b: &Array1<f64>) -> f64 {
 }
 
 /// Deterministic values in [-1, 1) from a SplitMix64 stream.
-fn probe_vector(n: usize, stream: u64) -> Array1<f64> {
+pub(crate) fn probe_vector(n: usize, stream: u64) -> Array1<f64> {
     let mut state = 0x5EED_0000_0000_0001u64.wrapping_add(stream.wrapping_mul(0x9E37_79B9));
     Array1::from_shape_fn(n, |_| {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);

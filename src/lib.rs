@@ -33,6 +33,7 @@ pub mod signals;
 pub mod sweep;
 pub mod sweep_spec;
 pub mod tensor;
+pub mod top_eigen;
 pub mod tui;
 pub mod value_enums;
 pub use error::{LegoError, Result};

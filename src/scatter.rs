@@ -4,6 +4,7 @@
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use crate::gram::{self, GramError};
+use crate::top_eigen::top_eigen;
 
 /// 2-D positions of the units and of any combinations of them (centroids).
 #[derive(Debug, Clone, PartialEq)]
@@ -30,12 +31,15 @@ pub struct PcaBasis {
 
 impl PcaBasis {
     /// From the Gram matrix: with `Gc = J G J = U Λ Uᵀ`, axis k is `v_k = Xcᵀ u_k / √λ_k`, so
-    /// `X v_k = G u_k / √λ_k` (as `u_k ⟂ 1`). O(n³).
+    /// `X v_k = G u_k / √λ_k` (as `u_k ⟂ 1`). Only the top two pairs are computed (subspace
+    /// iteration on large pools: O(n²) a step instead of a full O(n³) solve); the variance
+    /// total is the trace.
     pub fn from_gram(g: ArrayView2<f64>) -> Result<Self, GramError> {
         let n = g.nrows();
         let gc = centre_gram(g);
-        let eig = gram::sym_eigen(gc.view())?;
-        Ok(Self::assemble(n, &eig, |u, lambda| {
+        let eig = top_eigen(gc.view(), 2)?;
+        let total = gc.diag().sum().max(0.0);
+        Ok(Self::assemble(n, &eig, total, |u, lambda| {
             g.dot(&u) / lambda.sqrt()
         }))
     }
@@ -49,14 +53,17 @@ impl PcaBasis {
             .unwrap_or_else(|| Array1::zeros(x.ncols()));
         let xc = &x - &mean;
         let eig = gram::sym_eigen(xc.t().dot(&xc).view())?;
+        let total = eig.values.iter().filter(|v| **v > 0.0).sum();
         // Here the eigenvectors are the axes themselves.
-        Ok(Self::assemble(n, &eig, |v, _| x.dot(&v)))
+        Ok(Self::assemble(n, &eig, total, |v, _| x.dot(&v)))
     }
 
-    /// Keeps the top two components; `axis(vector, λ)` returns the units' coordinates `X v_k`.
+    /// Keeps the top two components of `eig` (`total`: the sum of all eigenvalues);
+    /// `axis(vector, λ)` returns the units' coordinates `X v_k`.
     fn assemble(
         n: usize,
         eig: &gram::SymEigen,
+        total: f64,
         axis: impl Fn(Array1<f64>, f64) -> Array1<f64>,
     ) -> Self {
         let mut p = Array2::zeros((n, 2));
@@ -65,7 +72,6 @@ impl PcaBasis {
         if n == 0 {
             return PcaBasis { p, c, explained };
         }
-        let total: f64 = eig.values.iter().filter(|v| **v > 0.0).sum();
         let kept =
             gram::count_kept(&eig.values, n.max(eig.values.len()) as f64 * f64::EPSILON).min(2);
         for k in 0..kept {
