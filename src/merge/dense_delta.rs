@@ -130,14 +130,17 @@ fn combine_panels(
         let base = rows.start * d_in;
         for (j, (source, buffer)) in sources.iter().zip(&mut buffers).enumerate() {
             let panel = &mut buffer[..out_panel.len()];
-            form_panel(source, rows.clone(), panel);
-            match prune {
-                Prune::Keep => {}
-                Prune::Magnitude(_) => cuts[j].apply(panel, base),
-                Prune::Random { density, .. } if density < 1.0 => {
+            product_panel(source, rows.clone(), panel);
+            // Keep and Random take the `Cut::All` route for the scale.
+            let cut = match prune {
+                Prune::Magnitude(_) => cuts[j],
+                _ => Cut::All,
+            };
+            cut.apply(panel, base, source.scale);
+            if let Prune::Random { density, .. } = prune {
+                if density < 1.0 {
                     prune_random_in_place(panel, density, &mut rngs[j]);
                 }
-                Prune::Random { .. } => {}
             }
         }
         let slices: Vec<&[f32]> = buffers.iter().map(|b| &b[..out_panel.len()]).collect();
@@ -171,14 +174,17 @@ impl Panels {
     }
 }
 
-/// `panel = s·B[rows]·A` (row-major), the product in f32 then the scale, like `(B @ A) * s`.
+/// `panel = B[rows]·A` (row-major). The scale is applied by each pass as it reads the panel,
+/// after the product as in PEFT's `(B @ A) * s`: one pass over the panel fewer.
 #[inline(always)]
-fn form_panel(source: &SourceFactors, rows: std::ops::Range<usize>, panel: &mut [f32]) {
+fn product_panel(source: &SourceFactors, rows: std::ops::Range<usize>, panel: &mut [f32]) {
     matmul_f32_into(source.b.slice(s![rows, ..]), source.a, panel);
-    let scale = source.scale;
-    for v in panel.iter_mut() {
-        *v *= scale;
-    }
+}
+
+/// `magnitude_bits` as `i32`: never negative, and AVX2 compares signed lanes only.
+#[inline(always)]
+fn signed_bits(v: f32) -> i32 {
+    magnitude_bits(v) as i32
 }
 
 /// Which entries of one `D_j` magnitude pruning keeps.
@@ -198,21 +204,28 @@ enum Cut {
 }
 
 impl Cut {
-    /// Zeroes the dropped entries of a panel starting at row-major index `base`.
+    /// Scales a product panel starting at row-major index `base` and zeroes dropped entries.
     #[inline(always)]
-    fn apply(self, panel: &mut [f32], base: usize) {
+    fn apply(self, panel: &mut [f32], base: usize, scale: f32) {
         match self {
-            Cut::All => {}
+            Cut::All => {
+                for v in panel.iter_mut() {
+                    *v *= scale;
+                }
+            }
             Cut::Nothing => panel.fill(0.0),
             Cut::At { bits, index } => {
                 // Ties are kept at panel offsets below `tie_end`, dropped from there on.
                 let tie_end = (index + 1).saturating_sub(base).min(panel.len());
                 let (with_ties, without) = panel.split_at_mut(tie_end);
+                let bits = bits as i32;
                 for v in with_ties.iter_mut() {
-                    *v = keep_if(magnitude_bits(*v) >= bits, *v);
+                    let x = *v * scale;
+                    *v = keep_if(signed_bits(x) >= bits, x);
                 }
                 for v in without.iter_mut() {
-                    *v = keep_if(magnitude_bits(*v) > bits, *v);
+                    let x = *v * scale;
+                    *v = keep_if(signed_bits(x) > bits, x);
                 }
             }
         }
@@ -358,42 +371,44 @@ fn count_pass(
                 continue;
             };
             let panel = &mut panel[..len];
-            form_panel(source, rows.clone(), panel);
-            count.above += count_block(panel, base, *lo, *hi, &mut count.inside);
+            product_panel(source, rows.clone(), panel);
+            count.above += count_block(panel, source.scale, base, (*lo, *hi), &mut count.inside);
         }
     }
     counts
 }
 
-/// Entries of `values` above `hi`; pushes those within `[lo, hi]` with their index.
+/// Entries of `scale·values` above the bracket; pushes those within it with their index.
 #[inline(always)]
 fn count_block(
     values: &[f32],
+    scale: f32,
     base: usize,
-    lo: u32,
-    hi: u32,
+    (lo, hi): (u32, u32),
     inside: &mut Vec<(u32, usize)>,
 ) -> usize {
-    // Why blocks of 16 with a branch-free test first: about 1 % of entries fall inside, so
-    // most blocks need no scalar look at all and the test vectorises.
+    // Why blocks of 16 with a branch-free test and a hit mask: about 1 % of entries fall
+    // inside, so the test vectorises and the scalar work is per hit, not per entry.
     const BLOCK: usize = 16;
-    let width = hi - lo;
+    // Magnitude bits never exceed i32::MAX (NaN's included), so clamping changes no answer.
+    let (lo, hi) = (
+        lo.min(i32::MAX as u32) as i32,
+        hi.min(i32::MAX as u32) as i32,
+    );
     let mut above = 0usize;
     for (b, block) in values.chunks(BLOCK).enumerate() {
-        let (mut up, mut hit) = (0u32, false);
-        for &v in block {
-            let m = magnitude_bits(v);
+        let (mut up, mut hits) = (0u32, 0u32);
+        for (i, &v) in block.iter().enumerate() {
+            let m = signed_bits(v * scale);
             up += u32::from(m > hi);
-            hit |= m.wrapping_sub(lo) <= width;
+            hits |= u32::from((m >= lo) & (m <= hi)) << i;
         }
         above += up as usize;
-        if hit {
-            for (i, &v) in block.iter().enumerate() {
-                let m = magnitude_bits(v);
-                if m.wrapping_sub(lo) <= width {
-                    inside.push((m, base + b * BLOCK + i));
-                }
-            }
+        // Only the hits are visited, through the bits of the mask.
+        while hits != 0 {
+            let i = hits.trailing_zeros() as usize;
+            hits &= hits - 1;
+            inside.push((signed_bits(block[i] * scale) as u32, base + b * BLOCK + i));
         }
     }
     above
@@ -426,9 +441,10 @@ fn histogram_brackets(
     for rows in panels.iter() {
         let panel = &mut panel[..rows.len() * panels.d_in];
         for (&j, histogram) in missed.iter().zip(&mut histograms) {
-            form_panel(&sources[j], rows.clone(), panel);
+            product_panel(&sources[j], rows.clone(), panel);
+            let scale = sources[j].scale;
             for &v in panel.iter() {
-                histogram[(magnitude_bits(v) >> 16) as usize] += 1;
+                histogram[(magnitude_bits(v * scale) >> 16) as usize] += 1;
             }
         }
     }
