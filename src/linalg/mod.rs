@@ -1,8 +1,11 @@
 //! Dense linear algebra: small f64 matrices (core-space sizes: tens to a few hundred) and the
 //! symmetric Gram product of unit pools.
 
+mod gemm;
 mod svd;
 mod syrk;
+
+pub use gemm::{matmul_f32, matmul_f32_into};
 
 pub use svd::{polar, svd, svd_of_product, Svd};
 pub use syrk::syrk;

@@ -26,6 +26,7 @@
 //!   `r = Σ r_j` for every module and leaves missing adapters' rows zero);
 //! * derive a per-module seed, e.g. with [`module_seed`], so DARE masks differ across modules.
 
+#[cfg(test)]
 use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
@@ -34,6 +35,7 @@ use ndarray::{concatenate, Array2, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use crate::merge::dense_delta::{self, Prune};
 use crate::merge::lowrank_svd::{
     clamp_quantile, dense_svd_truncate, lowrank_svd, SvdError, TruncatedSvd,
 };
@@ -405,7 +407,8 @@ pub fn prune_magnitude(x: ArrayView2<f32>, density: f64) -> Array2<f32> {
 }
 
 /// `|v|` as ordered bits: for non-negative floats (NaN included) the u32 order is `total_cmp`'s.
-fn magnitude_bits(v: f32) -> u32 {
+#[inline(always)]
+pub(crate) fn magnitude_bits(v: f32) -> u32 {
     v.to_bits() & 0x7fff_ffff
 }
 
@@ -434,7 +437,7 @@ fn kth_largest_magnitude_bits(values: &[f32], k: usize) -> (u32, usize) {
 
 /// From the highest bucket down: the bucket holding the `k`-th largest item, its rank (1-based)
 /// within that bucket, and how many items lie in higher buckets.
-fn descend(histogram: &[usize], k: usize) -> (usize, usize, usize) {
+pub(crate) fn descend(histogram: &[usize], k: usize) -> (usize, usize, usize) {
     let mut remaining = k;
     for (bucket, &count) in histogram.iter().enumerate().rev() {
         if count >= remaining {
@@ -451,14 +454,24 @@ pub fn prune_random(x: ArrayView2<f32>, density: f64, rng: &mut impl Rng) -> Arr
     if density >= 1.0 {
         return x.as_standard_layout().into_owned();
     }
-    let divisor = density as f32;
-    let mut out = Array2::zeros(x.raw_dim());
-    for (o, &v) in out.iter_mut().zip(x.iter()) {
-        if rng.gen::<f64>() < density {
-            *o = v / divisor;
-        }
+    let mut out = x.as_standard_layout().into_owned();
+    if let Some(values) = out.as_slice_mut() {
+        prune_random_in_place(values, density, rng);
     }
     out
+}
+
+/// [`prune_random`] on a row-major slice, in place (one draw per entry, in order).
+#[inline(always)]
+pub(crate) fn prune_random_in_place(values: &mut [f32], density: f64, rng: &mut impl Rng) {
+    let divisor = density as f32;
+    for v in values {
+        *v = if rng.gen::<f64>() < density {
+            *v / divisor
+        } else {
+            0.0
+        };
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -583,10 +596,26 @@ pub fn dense_combination(
     sources: &[SourceFactors],
     params: &BaselineParams,
 ) -> Array2<f32> {
-    let deltas: Vec<Array2<f32>> = sources.iter().map(|s| s.b.dot(&s.a) * s.scale).collect();
-    let views: Vec<ArrayView2<f32>> = deltas.iter().map(|d| d.view()).collect();
-    let weights: Vec<f32> = sources.iter().map(|s| s.weight).collect();
-    Combiner::new(method, params).combine(&views, &weights, 0)
+    let (prune, mix) = dense_rule(method, params);
+    dense_delta::combine(sources, prune, mix)
+}
+
+/// The panel-wise form of `method`'s [`Combiner`] rule for the dense deltas.
+fn dense_rule(method: BaselineMethod, params: &BaselineParams) -> (Prune, dense_delta::Mix) {
+    let (sparsify, mix) = method.rule();
+    let prune = match sparsify {
+        Sparsify::Keep => Prune::Keep,
+        Sparsify::Magnitude => Prune::Magnitude(params.density),
+        Sparsify::Random => Prune::Random {
+            density: params.density,
+            seed: params.seed,
+        },
+    };
+    let mix = match mix {
+        Mix::Sum => dense_delta::Mix::Sum,
+        Mix::Disjoint => dense_delta::Mix::Disjoint(params.majority_sign),
+    };
+    (prune, mix)
 }
 
 /// svd and the *_svd methods.
@@ -711,6 +740,17 @@ fn weighted_sum(tensors: &[Array2<f32>], weights: &[f32]) -> Array2<f32> {
     out
 }
 
+/// [`weighted_sum`] on equal-length slices, written into `out` (overwritten).
+#[inline(always)]
+pub(crate) fn weighted_sum_into(slices: &[&[f32]], weights: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    for (t, &w) in slices.iter().zip(weights) {
+        for (o, &v) in out.iter_mut().zip(*t) {
+            *o += v * w;
+        }
+    }
+}
+
 /// TIES' sign election and disjoint mean, entry by entry (PEFT's
 /// `calculate_majority_sign_mask` on the *unweighted* pruned tensors, then `disjoint_merge`).
 fn disjoint_merge(tensors: &[Array2<f32>], weights: &[f32], majority: MajoritySign) -> Array2<f32> {
@@ -720,51 +760,79 @@ fn disjoint_merge(tensors: &[Array2<f32>], weights: &[f32], majority: MajoritySi
         .iter()
         .map(|t| t.as_slice().unwrap_or_default())
         .collect();
-    let len = slices.first().map_or(0, |s| s.len());
-    let mut out = vec![0.0f32; len];
-    // Why in chunks, tensor by tensor: the same f32 operations in the same order as
-    // `disjoint_entry` per entry, but as loops over contiguous slices the compiler vectorises.
-    const CHUNK: usize = 4096;
-    let mut election = vec![0.0f32; CHUNK];
-    let mut count = vec![0.0f32; CHUNK];
-    for (start, out_chunk) in (0..len).step_by(CHUNK).zip(out.chunks_mut(CHUNK)) {
-        let n = out_chunk.len();
-        let (election, count) = (&mut election[..n], &mut count[..n]);
-        election.fill(0.0);
-        count.fill(0.0);
-        for t in &slices {
-            let chunk = &t[start..start + n];
-            match majority {
-                MajoritySign::Total => election.iter_mut().zip(chunk).for_each(|(e, &v)| *e += v),
-                MajoritySign::Frequency => election
-                    .iter_mut()
-                    .zip(chunk)
-                    .for_each(|(e, &v)| *e += torch_sign(v)),
+    let mut out = vec![0.0f32; slices.first().map_or(0, |s| s.len())];
+    disjoint_merge_into(&slices, weights, majority, &mut out);
+    Array2::from_shape_vec(dim, out).unwrap_or_else(|_| Array2::zeros(dim))
+}
+
+/// [`disjoint_merge`] on equal-length slices, written into `out` (overwritten).
+#[inline(always)]
+pub(crate) fn disjoint_merge_into(
+    slices: &[&[f32]],
+    weights: &[f32],
+    majority: MajoritySign,
+    out: &mut [f32],
+) {
+    // Why blocks of entries with every tensor's value in registers: the same f32 operations
+    // in the same order as `disjoint_entry` per entry, but each value is loaded once and the
+    // loops over the block vectorise (the tensor-by-tensor form re-read the partial sums).
+    const BLOCK: usize = 16;
+    let full = out.len() / BLOCK * BLOCK;
+    let (head, tail) = out.split_at_mut(full);
+    for (b, block) in head.chunks_exact_mut(BLOCK).enumerate() {
+        disjoint_block::<BLOCK>(slices, weights, majority, b * BLOCK, block);
+    }
+    for (i, o) in tail.iter_mut().enumerate() {
+        disjoint_block::<1>(slices, weights, majority, full + i, std::slice::from_mut(o));
+    }
+}
+
+/// `out[i]` = the disjoint merge of entry `start + i` of every slice, `i < L`.
+#[inline(always)]
+fn disjoint_block<const L: usize>(
+    slices: &[&[f32]],
+    weights: &[f32],
+    majority: MajoritySign,
+    start: usize,
+    out: &mut [f32],
+) {
+    let mut election = [0.0f32; L];
+    for t in slices {
+        let chunk = &t[start..start + L];
+        // Plain loops, not `for_each` closures: those were left out of line, so out of the
+        // caller's AVX2 code.
+        match majority {
+            MajoritySign::Total => {
+                for i in 0..L {
+                    election[i] += chunk[i];
+                }
             }
-        }
-        for e in election.iter_mut() {
-            *e = if *e >= 0.0 { 1.0 } else { -1.0 };
-        }
-        for (t, &w) in slices.iter().zip(weights) {
-            let chunk = &t[start..start + n];
-            for (((o, c), &e), &v) in out_chunk
-                .iter_mut()
-                .zip(count.iter_mut())
-                .zip(election.iter())
-                .zip(chunk)
-            {
-                // torch.sign(0) = 0 never equals ±1: pruned entries never count.
-                if torch_sign(v) == e {
-                    *o += v * w;
-                    *c += 1.0;
+            MajoritySign::Frequency => {
+                for i in 0..L {
+                    election[i] += torch_sign(chunk[i]);
                 }
             }
         }
-        for (o, &c) in out_chunk.iter_mut().zip(count.iter()) {
-            *o /= c.max(1.0);
+    }
+    for e in election.iter_mut() {
+        *e = select(*e >= 0.0, 1.0, -1.0);
+    }
+    let (mut sum, mut count) = ([0.0f32; L], [0.0f32; L]);
+    for (t, &w) in slices.iter().zip(weights) {
+        let chunk = &t[start..start + L];
+        for i in 0..L {
+            let v = chunk[i];
+            // `torch_sign(v) == e` for e = ±1 (NaN and 0 never agree), as a select of both
+            // outcomes: agreement is a coin flip per entry, and a branch mispredicted often
+            // enough to dominate ties_svd.
+            let agree = v * election[i] > 0.0;
+            sum[i] = select(agree, sum[i] + v * w, sum[i]);
+            count[i] = select(agree, count[i] + 1.0, count[i]);
         }
     }
-    Array2::from_shape_vec(dim, out).unwrap_or_else(|_| Array2::zeros(dim))
+    for i in 0..L.min(out.len()) {
+        out[i] = sum[i] / count[i].max(1.0);
+    }
 }
 
 /// One entry of TIES' disjoint merge, as PEFT writes it: the reference of `disjoint_merge`.
@@ -786,12 +854,23 @@ fn disjoint_entry(values: &[f32], weights: &[f32], majority: MajoritySign) -> f3
     sum / count.max(1.0)
 }
 
+/// `if take { a } else { b }` by bit masks: LLVM keeps `if` on floats as a branch here, and
+/// masks vectorise; the result is bit-exact either way.
+#[inline(always)]
+fn select(take: bool, a: f32, b: f32) -> f32 {
+    let mask = u32::from(take).wrapping_neg();
+    f32::from_bits((a.to_bits() & mask) | (b.to_bits() & !mask))
+}
+
+#[inline(always)]
 fn torch_sign(v: f32) -> f32 {
-    match v.partial_cmp(&0.0) {
-        Some(Ordering::Greater) => 1.0,
-        Some(Ordering::Less) => -1.0,
-        Some(Ordering::Equal) => 0.0,
-        None => f32::NAN,
+    // Selects, not a match on `partial_cmp`, so loops over it vectorise.
+    let sign = if v > 0.0 { 1.0 } else { -1.0 };
+    let sign = if v == 0.0 { 0.0 } else { sign };
+    if v.is_nan() {
+        f32::NAN
+    } else {
+        sign
     }
 }
 
@@ -867,6 +946,126 @@ mod tests {
                 let values: Vec<f32> = tensors.iter().map(|t| t.as_slice().unwrap()[i]).collect();
                 let expected = disjoint_entry(&values, &weights, majority);
                 assert_eq!(m.to_bits(), expected.to_bits(), "entry {i}");
+            }
+        }
+    }
+
+    /// The dense deltas of `sources`, pruned and mixed as PEFT writes it, whole matrices and
+    /// entry by entry: the reference of the panel-wise `dense_combination`.
+    fn whole_matrix_reference(
+        method: BaselineMethod,
+        sources: &[SourceFactors],
+        params: &BaselineParams,
+    ) -> Vec<f32> {
+        let (sparsify, mix) = method.rule();
+        let pruned: Vec<Vec<f32>> = sources
+            .iter()
+            .zip(0u64..)
+            .map(|(s, j)| {
+                let d: Vec<f32> = (s.b.dot(&s.a) * s.scale).iter().copied().collect();
+                match sparsify {
+                    Sparsify::Keep => d,
+                    Sparsify::Magnitude => {
+                        let keep = (params.density * d.len() as f64) as usize;
+                        let mask = top_k_mask(&d, keep);
+                        d.iter()
+                            .zip(&mask)
+                            .map(|(&v, &m)| if m { v } else { 0.0 })
+                            .collect()
+                    }
+                    Sparsify::Random => {
+                        let mut rng = stream_rng(params.seed, j);
+                        d.iter()
+                            .map(|&v| {
+                                let draw: f64 = rng.gen();
+                                if params.density >= 1.0 {
+                                    v
+                                } else if draw < params.density {
+                                    v / params.density as f32
+                                } else {
+                                    0.0
+                                }
+                            })
+                            .collect()
+                    }
+                }
+            })
+            .collect();
+        let weights: Vec<f32> = sources.iter().map(|s| s.weight).collect();
+        (0..pruned[0].len())
+            .map(|i| {
+                let values: Vec<f32> = pruned.iter().map(|p| p[i]).collect();
+                match mix {
+                    Mix::Sum => values
+                        .iter()
+                        .zip(&weights)
+                        .fold(0.0, |acc, (&v, &w)| acc + v * w),
+                    Mix::Disjoint => disjoint_entry(&values, &weights, params.majority_sign),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn panel_combination_equals_the_whole_matrix_reference() {
+        // Dyadic factors: every product and sum is exact in f32, so the GEMM kernel's order
+        // cannot matter and the comparison is bit for bit. Wide enough for several panels.
+        let (d_out, d_in, r) = (70, 4100, 3);
+        for (levels, seed) in [(8i32, 21u64), (1000, 22)] {
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+            let scale = 1.0 / levels as f32;
+            let mut draw = |rows, cols| {
+                Array2::from_shape_simple_fn((rows, cols), || {
+                    rng.gen_range(-levels..=levels) as f32 * scale
+                })
+            };
+            let factors: Vec<(Array2<f32>, Array2<f32>)> =
+                (0..3).map(|_| (draw(r, d_in), draw(d_out, r))).collect();
+            let sources: Vec<SourceFactors> = factors
+                .iter()
+                .zip([0.7f32, -1.3, 2.0])
+                .map(|((a, b), weight)| SourceFactors {
+                    a: a.view(),
+                    b: b.view(),
+                    scale: 0.5,
+                    weight,
+                })
+                .collect();
+            let methods = [
+                BaselineMethod::TiesSvd,
+                BaselineMethod::MagnitudePruneSvd,
+                BaselineMethod::DareTiesSvd,
+                BaselineMethod::DareLinearSvd,
+            ];
+            for method in methods {
+                for majority in [MajoritySign::Total, MajoritySign::Frequency] {
+                    for density in [1e-6, 0.1, 0.37, 0.5, 1.0] {
+                        let params = BaselineParams {
+                            density,
+                            majority_sign: majority,
+                            seed: 5,
+                            ..BaselineParams::default()
+                        };
+                        let expected = whole_matrix_reference(method, &sources, &params);
+                        let (prune, mix) = dense_rule(method, &params);
+                        // The default sample, then none (the histogram fallback alone).
+                        let routes = [
+                            dense_combination(method, &sources, &params),
+                            dense_delta::combine_with_sample(&sources, prune, mix, 0),
+                        ];
+                        for (route, ours) in routes.iter().enumerate() {
+                            assert_eq!(ours.dim(), (d_out, d_in));
+                            let mismatch = ours
+                                .iter()
+                                .zip(&expected)
+                                .position(|(o, e)| o.to_bits() != e.to_bits());
+                            assert_eq!(
+                                mismatch, None,
+                                "{method} {majority} density {density} levels {levels} route {route}"
+                            );
+                        }
+                    }
+                }
             }
         }
     }

@@ -17,6 +17,8 @@ use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use crate::linalg::matmul_f32;
+
 /// Gram pivots below this fraction of the largest diagonal are treated as zero (σ ratio
 /// ≈ 3e-7, below the resolution of f32 inputs).
 const RANK_RTOL: f64 = 1e-13;
@@ -416,7 +418,7 @@ fn subspace_svd(
     let sweeps = power_iterations + 1;
     for sweep in 0..sweeps {
         // D·p = q·R, so the Ritz triplets of D on (q, p) are those of the small R.
-        let y = to_f64(d.dot(&to_f32(&p)).view());
+        let y = to_f64(matmul_f32(d, to_f32(&p).view()).view());
         let basis = gram_basis(y.view())?;
         let q = y.dot(&basis.t);
         let svd = small_svd(basis.r.view())?;
@@ -429,14 +431,21 @@ fn subspace_svd(
                 Array2::zeros((0, d_in)),
             ));
         }
-        let z = to_f64(d.t().dot(&to_f32(&q)).view());
         let v_k = p.dot(&svd.v.slice(s![.., ..k]));
+        let finish = |svd: SmallSvd, v_k: Array2<f64>| {
+            let u_s = q.dot(&svd.mv.slice(s![.., ..k]));
+            (u_s, svd.sigma, v_k.reversed_axes())
+        };
+        // Why no `Dᵀq` on the last sweep: the result is taken from (q, p), and `Dᵀq` would
+        // only feed the residual test, one of the largest products, for nothing.
+        if sweep + 1 == sweeps {
+            return Ok(finish(svd, v_k));
+        }
+        let z = to_f64(matmul_f32(d.t(), to_f32(&q).view()).view());
         let error = ritz_residual(&z, &svd, &v_k, k) / top;
         let stalled = sweep >= 2 && error >= previous_error && error <= SUBSPACE_STALL_TOL;
-        let done = error <= SUBSPACE_TOL || stalled || sweep + 1 == sweeps;
-        if done {
-            let u_s = q.dot(&svd.mv.slice(s![.., ..k]));
-            return Ok((u_s, svd.sigma, v_k.reversed_axes()));
+        if error <= SUBSPACE_TOL || stalled {
+            return Ok(finish(svd, v_k));
         }
         previous_error = error;
         p = orthonormal(z.view())?;

@@ -6,6 +6,7 @@ pub mod cart;
 pub mod core_space;
 pub mod core_ties;
 pub mod data_free;
+mod dense_delta;
 pub mod iso;
 pub mod knots;
 pub mod lego;
