@@ -678,9 +678,9 @@ fn block_silhouettes(
     let b = rows.len();
     // The block's columns, read row by row.
     let mut col = vec![0.0; b * n];
-    for j in 0..n {
-        for r in 0..b {
-            col[r * n + j] = g[[j, rows.start + r]];
+    for (j, row) in g.rows().into_iter().enumerate() {
+        for (r, &v) in row.slice(ndarray::s![rows.clone()]).iter().enumerate() {
+            col[r * n + j] = v;
         }
     }
     let diag: Vec<f64> = g.diag().to_vec();

@@ -166,11 +166,13 @@ impl Scale {
             .par_iter()
             .map(|&i0| {
                 let (mut big, mut asym) = (0.0f64, 0.0f64);
+                // Each pair once: the upper triangle and its mirror.
                 for i in i0..(i0 + BLOCK).min(n) {
                     let row = g.row(i);
-                    for (j, &v) in row.iter().enumerate() {
-                        big = big.max(v.abs());
-                        asym = asym.max((v - g[[j, i]]).abs());
+                    for (j, &v) in row.iter().enumerate().skip(i) {
+                        let w = g[[j, i]];
+                        big = big.max(v.abs()).max(w.abs());
+                        asym = asym.max((v - w).abs());
                     }
                 }
                 (big, asym)
