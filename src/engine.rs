@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use crate::align::ModuleSet;
 use crate::error::{LegoError, Result};
+use crate::folded_gram::FoldedGram;
 use crate::gram::GramError;
 use crate::gram::{embed, embed_features};
 use crate::kmeans::{k_curve, silhouette, suggest_k, KPoint};
@@ -21,6 +22,7 @@ use crate::merge::core_space::{CoreBasis, CoreSpace, StackedTasks};
 use crate::merge::lego;
 use crate::merge::lego_core::LegoCore;
 use crate::merge::method::Merged;
+use crate::merge::stored_centroids::stored_centroids;
 use crate::merge::MethodError;
 use crate::merge::{ClusterStats, MergedModule};
 use crate::metrics::{source_mix, DeltaMetrics, UnitGeometry};
@@ -44,6 +46,17 @@ pub struct RawGram {
     /// Diagonals of `ga` and `gb`.
     a_sq: Vec<f64>,
     b_sq: Vec<f64>,
+    /// Per raw unit: max-abs of its a and b halves (for L∞ reweighting without the factors).
+    a_max: Vec<f32>,
+    b_max: Vec<f32>,
+}
+
+/// Max-abs of each row.
+fn row_max_abs(m: &Array2<f32>) -> Vec<f32> {
+    m.rows()
+        .into_iter()
+        .map(|r| r.iter().fold(0f32, |acc, v| acc.max(v.abs())))
+        .collect()
 }
 
 impl RawGram {
@@ -54,6 +67,8 @@ impl RawGram {
         RawGram {
             a_sq: ga.diag().iter().map(|v| f64::from(*v)).collect(),
             b_sq: gb.diag().iter().map(|v| f64::from(*v)).collect(),
+            a_max: row_max_abs(&raw.a),
+            b_max: row_max_abs(&raw.b),
             ga,
             gb,
             source: raw.source.clone(),
@@ -84,6 +99,8 @@ pub struct Prepared {
     y: OnceLock<std::result::Result<Array2<f64>, GramError>>,
     /// The units' first two principal axes, computed when first shown.
     pca: OnceLock<std::result::Result<PcaBasis, GramError>>,
+    /// The sources' inner products `⟨w_i ΔW_i, w_j ΔW_j⟩`, the same for every k.
+    sources: OnceLock<Array2<f64>>,
 }
 
 /// What a [`Prepared`] depends on: the module's sources' weights (as bits) and the space.
@@ -253,9 +270,21 @@ impl Engine {
             scaling,
             y: OnceLock::new(),
             pca: OnceLock::new(),
+            sources: OnceLock::new(),
         });
         *slot = Some(Arc::clone(&p));
         Ok(Some(p))
+    }
+
+    /// Module `i`'s kept units seen through its cached raw Gram matrices.
+    fn folded<'a>(&'a self, i: usize, scaling: &'a UnitScaling) -> FoldedGram<'a> {
+        let raw = self.raw_gram(i);
+        FoldedGram {
+            ga: &raw.ga,
+            gb: &raw.gb,
+            scaling,
+            n_sources: self.set.modules[i].sources.len(),
+        }
     }
 
     /// The isometric embedding `Y` (`Y Yᵀ = G`) of a prepared pool of module `i`, computed once.
@@ -486,16 +515,15 @@ impl Engine {
     fn run_lego(&self, i: usize, settings: &MergeSettings) -> Result<Option<LegoRun>> {
         let module = &self.set.modules[i];
         let name = module.key.as_str();
-        // The factors are read once: for the centroids below and, on a first merge, for the
-        // Gram matrices the folding and clustering start from.
-        let raw = RawUnits::load(&self.set, module);
-        self.raw_gram_of(i, &raw);
+        // Everything but the centroids comes from the cached Gram matrices (built from the
+        // factors on a first merge): a change of k reads each stored factor once.
+        let raw = self.raw_gram(i);
         let Some(prep) = self.prepared(i, settings)? else {
             return Ok(None);
         };
         let scaling = &prep.scaling;
-        let geom = self.geometry(i, scaling);
-        let g = geom.g();
+        let folded = self.folded(i, scaling);
+        let g = folded.g();
         let n = scaling.len();
         let mut notices = Vec::new();
         let k_req = settings.k_for(name);
@@ -507,11 +535,16 @@ impl Engine {
         }
         let model = lego::cluster(name, g.view(), k, &settings.cluster_params())?;
         let membership = model.membership_matrix();
-        let (pool_a, pool_b) = scaling.pool(&raw);
-        let (ca, cb) = lego::centroids(&membership, &pool_a, &pool_b);
+        let coef: Vec<f64> = model
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(t, &c)| membership[[c, t]])
+            .collect();
+        let (ca, cb) = stored_centroids(&self.set, module, scaling, &model.labels, &coef, k);
+        let member_linf = scaling.linf_norms(&raw.a_max, &raw.b_max);
         let full = (settings.param_reweight == ParamReweight::Linf).then_some(lego::FullVectors {
-            pool_a: &pool_a,
-            pool_b: &pool_b,
+            member_linf: &member_linf,
             centroid_a: &ca,
             centroid_b: &cb,
         });
@@ -525,7 +558,15 @@ impl Engine {
             &ranks,
         );
         let (a, b) = lego::merged_factors(&ca, &cb, &factors, out);
-        let metrics = geom.delta_metrics(&lego::combination(&membership, &factors, out));
+        // The combination's coefficients `f_c·M_c` (a) and `ρ·f_c·M_c` (b), per unit.
+        let v: Vec<f64> = coef
+            .iter()
+            .zip(&model.labels)
+            .map(|(m, &c)| m * factors[c])
+            .collect();
+        let u: Vec<f64> = v.iter().map(|x| x * out).collect();
+        let sources = prep.sources.get_or_init(|| folded.source_products());
+        let metrics = folded.lego_metrics(&model.labels, &v, &u, k, sources);
         let sil = silhouette(g.view(), &model.labels, &model.signs).unwrap_or(0.0);
         let clusters = ClusterStats {
             n_units: n,
@@ -565,7 +606,7 @@ impl Engine {
             return Ok(None);
         };
         let k = settings.k_for(name).min(prep.scaling.len());
-        let g = self.geometry(i, &prep.scaling).g();
+        let g = self.folded(i, &prep.scaling).g();
         lego::cluster(name, g.view(), k, &settings.cluster_params()).map(Some)
     }
 

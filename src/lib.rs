@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod folded_gram;
 pub mod gram;
 pub mod inspect;
 pub mod io;

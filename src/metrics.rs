@@ -123,7 +123,7 @@ pub struct DeltaMetrics {
 impl DeltaMetrics {
     /// From `‖M‖²`, the sources' inner products and `⟨M, w_j ΔW_j⟩` per source; `err2` is
     /// `‖M − ΔW_sum‖²` when the caller knows it better than `mm + ss − 2·ms`.
-    fn from_products(
+    pub(crate) fn from_products(
         mm: f64,
         sources: &Array2<f64>,
         with_source: &[f64],

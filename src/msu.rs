@@ -203,14 +203,27 @@ impl UnitScaling {
         (a, b)
     }
 
-    /// `D G_raw[keep, keep] D` for a raw Gram matrix and per-unit scale `d`.
+    /// Max-abs of each folded unit `[a; b]` from its raw halves' max-abs `a_max`, `b_max`:
+    /// scaling by `|f32(factor)|` rounds monotonically, so this is exactly the max-abs of the
+    /// folded row [`UnitScaling::pool`] builds, without building it.
+    pub fn linf_norms(&self, a_max: &[f32], b_max: &[f32]) -> Vec<f64> {
+        self.keep
+            .iter()
+            .enumerate()
+            .map(|(t, &r)| {
+                let a = a_max[r] * (self.a_scale[t] as f32).abs();
+                let b = b_max[r] * (self.b_scale[t] as f32).abs();
+                f64::from(a.max(b))
+            })
+            .collect()
+    }
+
+    /// `D G_raw[keep, keep] D` for a raw Gram matrix and per-unit scale `d`. Each entry is
+    /// scaled by the product `d_p·d_q`, so the result is exactly symmetric.
     pub fn scale_gram(&self, raw: &Array2<f32>, d: &Array1<f64>) -> Array2<f64> {
-        let sub = raw
-            .select(Axis(0), &self.keep)
-            .select(Axis(1), &self.keep)
-            .mapv(f64::from);
-        let col = d.view().insert_axis(Axis(1));
-        let row = d.view().insert_axis(Axis(0));
-        &sub * &col * row
+        let keep = &self.keep;
+        Array2::from_shape_fn((keep.len(), keep.len()), |(p, q)| {
+            f64::from(raw[[keep[p], keep[q]]]) * (d[p] * d[q])
+        })
     }
 }

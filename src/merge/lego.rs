@@ -35,13 +35,12 @@ pub fn centroids(
     (m.dot(pool_a), m.dot(pool_b))
 }
 
-/// The folded units and the full-dimension centroids, for norms that need every entry.
+/// The units' and the full-dimension centroids' max-abs norms' inputs, for norms that need
+/// every entry.
 #[derive(Debug, Clone, Copy)]
 pub struct FullVectors<'a> {
-    /// Units' a halves (n × d_in).
-    pub pool_a: &'a Array2<f32>,
-    /// Units' b halves (n × d_out).
-    pub pool_b: &'a Array2<f32>,
+    /// Per unit: max-abs of its concatenated `[a; b]` (see [`crate::msu::UnitScaling::linf_norms`]).
+    pub member_linf: &'a [f64],
     /// Centroids' a halves (k × d_in).
     pub centroid_a: &'a Array2<f32>,
     /// Centroids' b halves (k × d_out).
@@ -73,7 +72,7 @@ pub fn param_factors(
                 return vec![1.0; k];
             };
             (
-                linf_rows(f.pool_a, f.pool_b),
+                Array1::from(f.member_linf.to_vec()),
                 linf_rows(f.centroid_a, f.centroid_b),
             )
         }

@@ -14,6 +14,7 @@ pub mod lego_core;
 pub mod lego_params;
 pub mod lowrank_svd;
 pub mod method;
+pub mod stored_centroids;
 pub mod task_arithmetic;
 pub mod ties;
 pub mod tsv;

@@ -175,7 +175,14 @@ impl TensorRef {
 
     /// Widens the values (row-major) into `out`, which holds exactly `numel()` values.
     pub fn write_f32(&self, out: &mut [f32]) {
-        let b = self.bytes();
+        self.write_f32_range(0, out);
+    }
+
+    /// Widens the `out.len()` values (row-major) from element `start` into `out`; the range
+    /// must lie within the tensor.
+    pub fn write_f32_range(&self, start: usize, out: &mut [f32]) {
+        let size = self.dtype.size();
+        let b = &self.bytes()[start * size..(start + out.len()) * size];
         match self.dtype {
             DType::F32 => {
                 for (o, c) in out.iter_mut().zip(b.chunks_exact(4)) {
