@@ -97,7 +97,7 @@ fn orthonormal(mut x: Array2<f64>) -> Option<Array2<f64>> {
                 x.column_mut(j).scaled_add(-d, &qi);
             }
             let norm = x.column(j).dot(&x.column(j)).sqrt();
-            if !(norm > 1e-300) {
+            if norm.is_nan() || norm <= 1e-300 {
                 return None;
             }
             x.column_mut(j).mapv_inplace(|v| v / norm);
