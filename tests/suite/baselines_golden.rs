@@ -1,6 +1,8 @@
 //! Every PEFT golden, every module: the merged delta matches PEFT 0.21.2's.
 
-use crate::peft_reference::{delta, golden_inputs, load_adapter, manifest, rel_frobenius};
+use crate::peft_reference::{
+    delta, golden_inputs, load_adapter, manifest, module_sources, rel_frobenius,
+};
 use lora_lego::merge::baselines::{
     merge_module, BaselineMethod, BaselineParams, MajoritySign, SourceFactors,
 };
@@ -40,18 +42,7 @@ fn check_golden(name: &str, spec: &serde_json::Value) -> f64 {
     assert_eq!(golden.modules.len(), 14, "{name}: module count");
     let mut worst = 0.0f64;
     for (module, (ga, gb)) in &golden.modules {
-        let sources: Vec<SourceFactors> = inputs
-            .iter()
-            .zip(&weights)
-            .filter_map(|(adapter, &weight)| {
-                adapter.modules.get(module).map(|(a, b)| SourceFactors {
-                    a: a.view(),
-                    b: b.view(),
-                    scale: adapter.scaling,
-                    weight,
-                })
-            })
-            .collect();
+        let sources = module_sources(&inputs, &weights, module);
         let merged = merge_module(method, &sources, &params).expect("merge succeeds");
         assert_eq!(merged.rank(), expected_rank, "{name} {module}: rank");
         assert_eq!(

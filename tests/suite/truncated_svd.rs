@@ -1,9 +1,9 @@
 //! The randomized truncated SVD that large dense `*_svd` merges take, against an independent
 //! exact SVD (one-sided Jacobi) on the PEFT golden's combined matrices and on pruned sums.
 
-use crate::peft_reference::{golden_inputs, jacobi_svd, manifest};
+use crate::peft_reference::{golden_inputs, jacobi_svd, manifest, module_sources};
 use lora_lego::merge::baselines::{
-    dense_combination, prune_magnitude, BaselineMethod, BaselineParams, MajoritySign, SourceFactors,
+    dense_combination, prune_magnitude, BaselineMethod, BaselineParams, MajoritySign,
 };
 use lora_lego::merge::lowrank_svd::{randomized_svd_truncate, TruncatedSvd, POWER_ITERATIONS};
 use ndarray::Array2;
@@ -45,18 +45,7 @@ fn randomized_route_equals_exact_on_the_ties_svd_golden() {
     assert!(!modules.is_empty());
     let mut worst_bare = 0.0f64;
     for module in modules {
-        let sources: Vec<SourceFactors> = inputs
-            .iter()
-            .zip(&weights)
-            .filter_map(|(adapter, &weight)| {
-                adapter.modules.get(module).map(|(a, b)| SourceFactors {
-                    a: a.view(),
-                    b: b.view(),
-                    scale: adapter.scaling,
-                    weight,
-                })
-            })
-            .collect();
+        let sources = module_sources(&inputs, &weights, module);
         let combined = dense_combination(BaselineMethod::TiesSvd, &sources, &params);
         // The route must really truncate here: fewer vectors than the matrix's smaller side.
         assert!(

@@ -41,6 +41,29 @@ pub fn golden_inputs(spec: &Value) -> (Vec<Adapter>, Vec<f32>) {
     (inputs, weights)
 }
 
+/// One module's sources across `inputs` (those that have it), as the baselines take them.
+pub fn module_sources<'a>(
+    inputs: &'a [Adapter],
+    weights: &[f32],
+    module: &str,
+) -> Vec<lora_lego::merge::baselines::SourceFactors<'a>> {
+    inputs
+        .iter()
+        .zip(weights)
+        .filter_map(|(adapter, &weight)| {
+            adapter
+                .modules
+                .get(module)
+                .map(|(a, b)| lora_lego::merge::baselines::SourceFactors {
+                    a: a.view(),
+                    b: b.view(),
+                    scale: adapter.scaling,
+                    weight,
+                })
+        })
+        .collect()
+}
+
 pub fn load_adapter(relative: &str) -> Adapter {
     let dir = fixtures().join(relative);
     let config: Value = serde_json::from_str(
