@@ -157,7 +157,8 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
     }
     let progress = Progress::new(args.quiet || args.json);
     progress.log(&format!("loading {} adapter(s)", paths.len()));
-    let engine = session::open(&paths, load)?;
+    // One merge: no module's caches are needed after it is written.
+    let engine = session::open(&paths, load)?.one_shot();
     let adapters = &engine.set.adapters;
     let (save_recipe, out) = match args.dry_run {
         true => (None, None),

@@ -110,6 +110,25 @@ fn one_adapter_with_k_equal_to_its_rank_reproduces_its_units() {
 }
 
 #[test]
+fn a_one_shot_engine_keeps_no_caches_and_merges_the_same() {
+    let s = MergeSettings {
+        k: 6,
+        ..MergeSettings::default()
+    };
+    let kept = engine(&tiny_adapters());
+    let out1 = kept.merge_all(&s).unwrap();
+    assert_eq!(kept.cached_modules(), kept.set.modules.len());
+    let once = engine(&tiny_adapters()).one_shot();
+    let out2 = once.merge_all(&s).unwrap();
+    assert_eq!(once.cached_modules(), 0);
+    assert_eq!(out1.modules.len(), out2.modules.len());
+    for (m1, m2) in out1.modules.iter().zip(&out2.modules) {
+        assert_eq!((&m1.a, &m1.b), (&m2.a, &m2.b));
+        assert_eq!(m1.metrics, m2.metrics);
+    }
+}
+
+#[test]
 fn permuting_adapters_changes_neither_inertia_nor_the_merged_delta() {
     let mut paths = tiny_adapters();
     let s = MergeSettings {
