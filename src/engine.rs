@@ -51,12 +51,24 @@ pub struct RawGram {
     b_max: Vec<f32>,
 }
 
-/// Max-abs of each row.
+/// Max-abs of each row, ignoring NaN as `f32::max` does. On the bit patterns: for values that
+/// are not NaN, the order of `|v|` is the order of its bits, and integers vectorise.
 fn row_max_abs(m: &Array2<f32>) -> Vec<f32> {
-    m.rows()
-        .into_iter()
-        .map(|r| r.iter().fold(0f32, |acc, v| acc.max(v.abs())))
-        .collect()
+    crate::simd::wide(|| {
+        m.rows()
+            .into_iter()
+            .map(|r| {
+                let max = |acc: u32, v: &f32| {
+                    let b = v.to_bits() & 0x7FFF_FFFF;
+                    acc.max(if b > 0x7F80_0000 { 0 } else { b })
+                };
+                f32::from_bits(match r.as_slice() {
+                    Some(s) => s.iter().fold(0, max),
+                    None => r.iter().fold(0, max),
+                })
+            })
+            .collect()
+    })
 }
 
 impl RawGram {

@@ -31,6 +31,7 @@ pub mod scatter;
 pub mod session;
 pub mod settings;
 pub mod signals;
+pub mod simd;
 pub mod sweep;
 pub mod sweep_spec;
 pub mod tensor;

@@ -36,20 +36,32 @@ fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
 /// mixing): a key that does not depend on where the unit sits, used to put units in a
 /// canonical order.
 pub fn unit_hash(a: &[f32], b: &[f32]) -> u64 {
+    unit_hashes([a], [b])[0]
+}
+
+/// [`unit_hash`] of `L` units at once (equal lengths): the chains are independent, so
+/// interleaving them hides the latency of each multiply.
+fn unit_hashes<const L: usize>(a: [&[f32]; L], b: [&[f32]; L]) -> [u64; L] {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = [0xcbf2_9ce4_8422_2325u64; L];
     for part in [a, b] {
-        let pairs = part.chunks_exact(2);
-        let rest = pairs.remainder();
-        for p in pairs {
-            let w = u64::from(p[0].to_bits()) | (u64::from(p[1].to_bits()) << 32);
-            h = (h.rotate_left(23) ^ w).wrapping_mul(K);
+        let len = part[0].len();
+        let pairs = len / 2;
+        for p in 0..pairs {
+            for l in 0..L {
+                let x = &part[l][2 * p..2 * p + 2];
+                let w = u64::from(x[0].to_bits()) | (u64::from(x[1].to_bits()) << 32);
+                h[l] = (h[l].rotate_left(23) ^ w).wrapping_mul(K);
+            }
         }
-        for v in rest {
-            h = (h.rotate_left(23) ^ u64::from(v.to_bits())).wrapping_mul(K);
+        for l in 0..L {
+            if len % 2 == 1 {
+                let v = part[l][len - 1];
+                h[l] = (h[l].rotate_left(23) ^ u64::from(v.to_bits())).wrapping_mul(K);
+            }
+            // Separate a from b so moving a value across the boundary changes the hash.
+            h[l] = (h[l] ^ len as u64).wrapping_mul(K);
         }
-        // Separate a from b so moving a value across the boundary changes the hash.
-        h = (h ^ part.len() as u64).wrapping_mul(K);
     }
     h
 }
@@ -86,17 +98,23 @@ impl RawUnits {
         }
     }
 
-    /// [`unit_hash`] of every unit.
+    /// [`unit_hash`] of every unit, four at a time.
     pub fn hashes(&self) -> Vec<u64> {
-        self.a
-            .rows()
-            .into_iter()
-            .zip(self.b.rows())
-            .map(|(a, b)| match (a.as_slice(), b.as_slice()) {
-                (Some(a), Some(b)) => unit_hash(a, b),
-                _ => unit_hash(&a.to_vec(), &b.to_vec()),
-            })
-            .collect()
+        let (n, d_in, d_out) = (self.a.nrows(), self.a.ncols(), self.b.ncols());
+        let (Some(a), Some(b)) = (self.a.as_slice(), self.b.as_slice()) else {
+            let rows = |m: &Array2<f32>| m.rows().into_iter().map(|r| r.to_vec()).collect();
+            let (a, b): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (rows(&self.a), rows(&self.b));
+            return a.iter().zip(&b).map(|(a, b)| unit_hash(a, b)).collect();
+        };
+        let row_a = |t: usize| &a[t * d_in..(t + 1) * d_in];
+        let row_b = |t: usize| &b[t * d_out..(t + 1) * d_out];
+        let mut out = Vec::with_capacity(n);
+        for t in (0..n - n % 4).step_by(4) {
+            let idx = [t, t + 1, t + 2, t + 3];
+            out.extend(unit_hashes(idx.map(row_a), idx.map(row_b)));
+        }
+        out.extend((n - n % 4..n).map(|t| unit_hash(row_a(t), row_b(t))));
+        out
     }
 }
 
@@ -225,5 +243,45 @@ impl UnitScaling {
         Array2::from_shape_fn((keep.len(), keep.len()), |(p, q)| {
             f64::from(raw[[keep[p], keep[q]]]) * (d[p] * d[q])
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hash as first written, one unit at a time: what canonical orders were built on.
+    fn reference_hash(a: &[f32], b: &[f32]) -> u64 {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for part in [a, b] {
+            let pairs = part.chunks_exact(2);
+            let rest = pairs.remainder();
+            for p in pairs {
+                let w = u64::from(p[0].to_bits()) | (u64::from(p[1].to_bits()) << 32);
+                h = (h.rotate_left(23) ^ w).wrapping_mul(K);
+            }
+            for v in rest {
+                h = (h.rotate_left(23) ^ u64::from(v.to_bits())).wrapping_mul(K);
+            }
+            h = (h ^ part.len() as u64).wrapping_mul(K);
+        }
+        h
+    }
+
+    #[test]
+    fn interleaved_hashes_equal_the_one_at_a_time_hash() {
+        for (n, d_in, d_out) in [(1, 1, 1), (4, 6, 5), (7, 5, 8), (13, 32, 3)] {
+            let value = |t: usize, j: usize| ((t * 31 + j * 7) % 19) as f32 * 0.25 - 2.0;
+            let raw = RawUnits {
+                a: Array2::from_shape_fn((n, d_in), |(t, j)| value(t, j)),
+                b: Array2::from_shape_fn((n, d_out), |(t, j)| value(t + 100, j)),
+                source: vec![0; n],
+            };
+            let expect: Vec<u64> = (0..n)
+                .map(|t| reference_hash(&raw.a.row(t).to_vec(), &raw.b.row(t).to_vec()))
+                .collect();
+            assert_eq!(raw.hashes(), expect, "n {n}, d_in {d_in}, d_out {d_out}");
+        }
     }
 }

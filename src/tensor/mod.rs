@@ -268,7 +268,7 @@ fn put<const N: usize>(out: &mut [u8], values: &[f32], encode: impl Fn(f32) -> [
 }
 
 /// [`bit_stats`] of little-endian 16-bit words, over a `u16` slice when the bytes are aligned
-/// (they are in mapped files and in our own buffers) so the loop vectorises.
+/// (they are in files we map: safetensors pads its header to 8 bytes).
 fn half_stats(bytes: &[u8], exponent: u16) -> (usize, u32) {
     #[cfg(target_endian = "little")]
     {
@@ -276,13 +276,19 @@ fn half_stats(bytes: &[u8], exponent: u16) -> (usize, u32) {
         // middle part.
         let (pre, mid, post) = unsafe { bytes.align_to::<u16>() };
         if pre.is_empty() && post.is_empty() {
-            let (count, any) = mid.iter().fold((0usize, 0u16), |(count, any), &w| {
-                (
-                    count + usize::from(w & exponent == exponent),
-                    any | (w & 0x7FFF),
-                )
+            return crate::simd::wide(|| {
+                // 16-bit counters per chunk keep the loop as wide as the words.
+                let (mut count, mut any) = (0usize, 0u16);
+                for chunk in mid.chunks(1 << 15) {
+                    let mut c = 0u16;
+                    for &w in chunk {
+                        c += u16::from(w & exponent == exponent);
+                        any |= w & 0x7FFF;
+                    }
+                    count += usize::from(c);
+                }
+                (count, u32::from(any))
             });
-            return (count, u32::from(any));
         }
     }
     bit_stats(halves(bytes), u32::from(exponent), 0x7FFF)
@@ -305,31 +311,47 @@ fn bit_stats(words: impl Iterator<Item = u32>, exponent: u32, magnitude: u32) ->
     })
 }
 
-/// Widens little-endian 16-bit floats, with `half`'s vectorised conversion when the bytes are
+/// Widens little-endian f16 values, with `half`'s vectorised conversion when the bytes are
 /// aligned (they are in files we map: safetensors pads its header to 8 bytes).
-macro_rules! widen_halves {
-    ($name:ident, $h:ty) => {
-        fn $name(bytes: &[u8], out: &mut [f32]) {
-            #[cfg(target_endian = "little")]
-            {
-                use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
-                // SAFETY: every bit pattern is a valid u16, and align_to only hands out the
-                // aligned middle part.
-                let (pre, mid, post) = unsafe { bytes.align_to::<u16>() };
-                if pre.is_empty() && post.is_empty() {
-                    let halves: &[$h] = mid.reinterpret_cast();
-                    halves.convert_to_f32_slice(out);
-                    return;
-                }
-            }
-            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = <$h>::from_le_bytes([c[0], c[1]]).to_f32();
-            }
+fn widen_f16(bytes: &[u8], out: &mut [f32]) {
+    #[cfg(target_endian = "little")]
+    {
+        use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+        // SAFETY: every bit pattern is a valid u16, and align_to only hands out the aligned
+        // middle part.
+        let (pre, mid, post) = unsafe { bytes.align_to::<u16>() };
+        if pre.is_empty() && post.is_empty() {
+            let halves: &[f16] = mid.reinterpret_cast();
+            halves.convert_to_f32_slice(out);
+            return;
         }
-    };
+    }
+    for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        *o = f16::from_le_bytes([c[0], c[1]]).to_f32();
+    }
 }
-widen_halves!(widen_f16, f16);
-widen_halves!(widen_bf16, bf16);
+
+/// Widens little-endian bf16 values: a bf16 is the top half of an f32, so this is a shift,
+/// vectorised wide when the bytes are aligned.
+fn widen_bf16(bytes: &[u8], out: &mut [f32]) {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: every bit pattern is a valid u16, and align_to only hands out the aligned
+        // middle part.
+        let (pre, mid, post) = unsafe { bytes.align_to::<u16>() };
+        if pre.is_empty() && post.is_empty() {
+            crate::simd::wide(|| {
+                for (o, &h) in out.iter_mut().zip(mid) {
+                    *o = f32::from_bits(u32::from(h) << 16);
+                }
+            });
+            return;
+        }
+    }
+    for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        *o = bf16::from_le_bytes([c[0], c[1]]).to_f32();
+    }
+}
 
 /// The parsed contents of one safetensors file.
 #[derive(Debug, Clone)]

@@ -48,3 +48,36 @@ fn value_stats_on_bits_equal_counts_on_the_widened_values() {
         }
     }
 }
+
+#[test]
+fn bf16_widening_is_exact_for_every_bit_pattern() {
+    // Every bf16 is the top half of an f32: these round-trip through BF16 unchanged.
+    let values: Vec<f32> = (0..=u16::MAX)
+        .map(|h| f32::from_bits(u32::from(h) << 16))
+        .collect();
+    let t = TensorRef::from_f32(&values, vec![values.len()], DType::BF16);
+    for (h, (w, v)) in t.to_f32_vec().iter().zip(&values).enumerate() {
+        match v.is_nan() {
+            true => assert!(w.is_nan(), "pattern {h:#06x}"),
+            false => assert_eq!(w.to_bits(), v.to_bits(), "pattern {h:#06x}"),
+        }
+    }
+}
+
+#[test]
+fn value_stats_count_every_nonfinite_value_of_a_long_tensor() {
+    // Longer than the 16-bit counters' chunks: the count must carry across them.
+    let n = 200_003;
+    let values: Vec<f32> = (0..n)
+        .map(|i| match i % 3 {
+            0 => f32::NAN,
+            1 => f32::INFINITY,
+            _ => 0.0,
+        })
+        .collect();
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        let stats = TensorRef::from_f32(&values, vec![n], dtype).value_stats();
+        assert_eq!(stats.nonfinite, n - n / 3, "{dtype:?}");
+        assert!(!stats.all_zero);
+    }
+}
