@@ -52,22 +52,27 @@ pub struct RawGram {
 }
 
 /// Max-abs of each row, ignoring NaN as `f32::max` does. On the bit patterns: for values that
-/// are not NaN, the order of `|v|` is the order of its bits, and integers vectorise.
+/// are not NaN, the order of `|v|` is the order of its bits, and integers vectorise. Plain
+/// loops, so all of it is inlined into [`crate::simd::wide`].
 fn row_max_abs(m: &Array2<f32>) -> Vec<f32> {
+    let m = m.as_standard_layout();
+    let (Some(all), d) = (m.as_slice(), m.ncols()) else {
+        return Vec::new();
+    };
+    if d == 0 {
+        return vec![0.0; m.nrows()];
+    }
     crate::simd::wide(|| {
-        m.rows()
-            .into_iter()
-            .map(|r| {
-                let max = |acc: u32, v: &f32| {
-                    let b = v.to_bits() & 0x7FFF_FFFF;
-                    acc.max(if b > 0x7F80_0000 { 0 } else { b })
-                };
-                f32::from_bits(match r.as_slice() {
-                    Some(s) => s.iter().fold(0, max),
-                    None => r.iter().fold(0, max),
-                })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(m.nrows());
+        for row in all.chunks_exact(d) {
+            let mut acc = 0u32;
+            for v in row {
+                let b = v.to_bits() & 0x7FFF_FFFF;
+                acc = acc.max(if b > 0x7F80_0000 { 0 } else { b });
+            }
+            out.push(f32::from_bits(acc));
+        }
+        out
     })
 }
 

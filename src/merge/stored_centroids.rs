@@ -61,9 +61,7 @@ pub fn stored_centroids(
             let mut buf = vec![0f32; w];
             for &(si, u, c, wa, _) in &units {
                 sources[si].a.write_f32_range(u * d_in + c0, &mut buf);
-                for (o, &x) in acc[c * w..(c + 1) * w].iter_mut().zip(&buf) {
-                    *o += wa * f64::from(x);
-                }
+                axpy(&mut acc[c * w..(c + 1) * w], wa, &buf);
             }
             acc
         })
@@ -94,10 +92,11 @@ pub fn stored_centroids(
                 .collect();
             let mut acc = vec![0.0f64; k * w];
             for &(si, u, c, _, wb) in &units {
-                let col = &staged[si][u * w..(u + 1) * w];
-                for (o, &x) in acc[c * w..(c + 1) * w].iter_mut().zip(col) {
-                    *o += wb * f64::from(x);
-                }
+                axpy(
+                    &mut acc[c * w..(c + 1) * w],
+                    wb,
+                    &staged[si][u * w..(u + 1) * w],
+                );
             }
             acc
         })
@@ -108,6 +107,15 @@ pub fn stored_centroids(
         m.b.release_pages();
     }
     (assemble(&a_blocks, k, d_in), assemble(&b_blocks, k, d_out))
+}
+
+/// `acc += w·x`, widened to f64 (vectorised wide; the same sums at any width).
+fn axpy(acc: &mut [f64], w: f64, x: &[f32]) {
+    crate::simd::wide(|| {
+        for (o, &v) in acc.iter_mut().zip(x) {
+            *o += w * f64::from(v);
+        }
+    });
 }
 
 /// `k × d` from column blocks of width `BLOCK` (each `k × w`, row-major).
