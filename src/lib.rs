@@ -37,5 +37,6 @@ pub mod sweep_spec;
 pub mod tensor;
 pub mod top_eigen;
 pub mod tui;
+pub mod unit_stats;
 pub mod value_enums;
 pub use error::{LegoError, Result};

@@ -39,28 +39,46 @@ pub fn unit_hash(a: &[f32], b: &[f32]) -> u64 {
     unit_hashes([a], [b])[0]
 }
 
+/// Multiplier of [`unit_hash`]'s mixing.
+const HASH_K: u64 = 0x9e37_79b9_7f4a_7c15;
+/// [`unit_hash`]'s starting state.
+pub(crate) const HASH_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Mixes one 64-bit word (two f32 bit patterns, or one) into a hash state.
+#[inline(always)]
+pub(crate) fn hash_mix(h: u64, w: u64) -> u64 {
+    (h.rotate_left(23) ^ w).wrapping_mul(HASH_K)
+}
+
+/// The word of two consecutive values.
+#[inline(always)]
+pub(crate) fn hash_pair(x: f32, y: f32) -> u64 {
+    u64::from(x.to_bits()) | (u64::from(y.to_bits()) << 32)
+}
+
+/// Ends a part of `len` values: separates a from b, so moving a value across the boundary
+/// changes the hash.
+#[inline(always)]
+pub(crate) fn hash_end_part(h: u64, len: usize) -> u64 {
+    (h ^ len as u64).wrapping_mul(HASH_K)
+}
+
 /// [`unit_hash`] of `L` units at once (equal lengths): the chains are independent, so
 /// interleaving them hides the latency of each multiply.
 fn unit_hashes<const L: usize>(a: [&[f32]; L], b: [&[f32]; L]) -> [u64; L] {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut h = [0xcbf2_9ce4_8422_2325u64; L];
+    let mut h = [HASH_SEED; L];
     for part in [a, b] {
         let len = part[0].len();
-        let pairs = len / 2;
-        for p in 0..pairs {
+        for p in 0..len / 2 {
             for l in 0..L {
-                let x = &part[l][2 * p..2 * p + 2];
-                let w = u64::from(x[0].to_bits()) | (u64::from(x[1].to_bits()) << 32);
-                h[l] = (h[l].rotate_left(23) ^ w).wrapping_mul(K);
+                h[l] = hash_mix(h[l], hash_pair(part[l][2 * p], part[l][2 * p + 1]));
             }
         }
         for l in 0..L {
             if len % 2 == 1 {
-                let v = part[l][len - 1];
-                h[l] = (h[l].rotate_left(23) ^ u64::from(v.to_bits())).wrapping_mul(K);
+                h[l] = hash_mix(h[l], u64::from(part[l][len - 1].to_bits()));
             }
-            // Separate a from b so moving a value across the boundary changes the hash.
-            h[l] = (h[l] ^ len as u64).wrapping_mul(K);
+            h[l] = hash_end_part(h[l], len);
         }
     }
     h

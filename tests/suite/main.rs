@@ -35,3 +35,4 @@ mod tui_panels;
 mod tui_session;
 mod tui_sweep;
 mod tui_terminal;
+mod unit_stats;

@@ -1,0 +1,132 @@
+//! Per-unit content hashes and max-abs read straight from the stored factors, through small
+//! widened blocks: what [`RawUnits`](crate::msu::RawUnits) gives, without its n × d pools
+//! (allocating, faulting in and transposing those cost more than the Gram product's input).
+
+use crate::align::{AlignedModule, ModuleSet};
+use crate::msu::{hash_end_part, hash_mix, hash_pair, HASH_SEED};
+use crate::tensor::TensorRef;
+
+/// Rows of B widened at a time (an even number, so hash pairs never straddle two blocks).
+const B_BLOCK_ROWS: usize = 64;
+
+/// What the canonical order and L∞ reweighting need of every raw unit, in raw order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitStats {
+    /// [`unit_hash`](crate::msu::unit_hash) of each unit.
+    pub hash: Vec<u64>,
+    /// Max-abs of each unit's a half (NaN ignored).
+    pub a_max: Vec<f32>,
+    /// Max-abs of each unit's b half (NaN ignored).
+    pub b_max: Vec<f32>,
+}
+
+/// `max(acc, |v|)` on the bit patterns, NaN ignored as `f32::max` ignores it.
+#[inline(always)]
+fn max_bits(acc: u32, v: f32) -> u32 {
+    let b = v.to_bits() & 0x7FFF_FFFF;
+    acc.max(if b > 0x7F80_0000 { 0 } else { b })
+}
+
+/// The units of `module` (every source's ranks, in source order).
+pub fn unit_stats(set: &ModuleSet, module: &AlignedModule) -> UnitStats {
+    let n: usize = module.sources.iter().map(|s| set.source(*s).rank).sum();
+    let mut out = UnitStats {
+        hash: Vec::with_capacity(n),
+        a_max: Vec::with_capacity(n),
+        b_max: Vec::with_capacity(n),
+    };
+    let mut buf = Vec::new();
+    for s in &module.sources {
+        let m = set.source(*s);
+        let mut h = a_part(&m.a, m.rank, module.d_in, &mut buf, &mut out.a_max);
+        b_part(&m.b, m.rank, module.d_out, &mut buf, &mut h, &mut out.b_max);
+        out.hash.extend(h);
+    }
+    out
+}
+
+/// Hash states after the a halves (rows of the `rank × d` tensor `a`); pushes their max-abs.
+fn a_part(
+    a: &TensorRef,
+    rank: usize,
+    d: usize,
+    buf: &mut Vec<f32>,
+    max: &mut Vec<f32>,
+) -> Vec<u64> {
+    if d == 0 {
+        max.extend(std::iter::repeat_n(0.0, rank));
+        return vec![hash_end_part(HASH_SEED, 0); rank];
+    }
+    let mut states = Vec::with_capacity(rank);
+    buf.resize(4 * d, 0.0);
+    for r0 in (0..rank).step_by(4) {
+        let rows = 4.min(rank - r0);
+        let block = &mut buf[..rows * d];
+        a.write_f32_range(r0 * d, block);
+        crate::simd::wide(|| {
+            for row in block.chunks_exact(d) {
+                max.push(f32::from_bits(
+                    row.iter().fold(0, |acc, &v| max_bits(acc, v)),
+                ));
+            }
+        });
+        // Four independent chains at once (the rows of a block), as in `RawUnits::hashes`.
+        let mut h = [HASH_SEED; 4];
+        for p in 0..d / 2 {
+            for (l, hl) in h.iter_mut().enumerate().take(rows) {
+                let x = &block[l * d + 2 * p..l * d + 2 * p + 2];
+                *hl = hash_mix(*hl, hash_pair(x[0], x[1]));
+            }
+        }
+        for (l, hl) in h.iter_mut().enumerate().take(rows) {
+            if d % 2 == 1 {
+                *hl = hash_mix(*hl, u64::from(block[l * d + d - 1].to_bits()));
+            }
+            states.push(hash_end_part(*hl, d));
+        }
+    }
+    states
+}
+
+/// Finishes the hash states with the b halves (columns of the `d × rank` tensor `b`, read in
+/// row blocks: the columns' chains advance side by side); pushes their max-abs.
+fn b_part(
+    b: &TensorRef,
+    rank: usize,
+    d: usize,
+    buf: &mut Vec<f32>,
+    h: &mut [u64],
+    max: &mut Vec<f32>,
+) {
+    let mut acc = vec![0u32; rank];
+    buf.resize(B_BLOCK_ROWS * rank, 0.0);
+    for o0 in (0..d).step_by(B_BLOCK_ROWS) {
+        let rows = B_BLOCK_ROWS.min(d - o0);
+        let block = &mut buf[..rows * rank];
+        b.write_f32_range(o0 * rank, block);
+        crate::simd::wide(|| {
+            for row in block.chunks_exact(rank.max(1)) {
+                for (m, &v) in acc.iter_mut().zip(row) {
+                    *m = max_bits(*m, v);
+                }
+            }
+        });
+        for pair in block.chunks_exact(2 * rank) {
+            let (x, y) = pair.split_at(rank);
+            for ((hu, &xu), &yu) in h.iter_mut().zip(x).zip(y) {
+                *hu = hash_mix(*hu, hash_pair(xu, yu));
+            }
+        }
+        if rows % 2 == 1 {
+            // Only the last block can be odd (the block height is even): d's last value.
+            let last = &block[(rows - 1) * rank..];
+            for (hu, &v) in h.iter_mut().zip(last) {
+                *hu = hash_mix(*hu, u64::from(v.to_bits()));
+            }
+        }
+    }
+    for hu in h.iter_mut() {
+        *hu = hash_end_part(*hu, d);
+    }
+    max.extend(acc.into_iter().map(f32::from_bits));
+}
