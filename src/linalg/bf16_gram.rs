@@ -211,6 +211,8 @@ mod avx512 {
     /// Pairs per k-block: a panel is then 16 KiB and stays in L1 while the column tiles pass,
     /// and a packed block of 1 600 units (800 KiB) stays in L2 for all its tiles.
     const BLOCK: usize = 128;
+    /// Rows ahead that the row packing prefetches.
+    const AHEAD: usize = 4;
 
     pub(super) fn available() -> bool {
         is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
@@ -241,7 +243,13 @@ mod avx512 {
                     .take_while(|&c| c < n)
                 {
                     let b = &packed[(col / PANEL) * panel_len + col % PANEL..];
-                    tile(a, b, kb, &mut lower[col * ld + i * PANEL..], ld);
+                    if col >= i * PANEL + PANEL / 2 {
+                        // Rows 0..16 of the panel are above the diagonal here: skip them.
+                        let c = &mut lower[col * ld + i * PANEL + PANEL / 2..];
+                        tile::<1>(&a[PANEL / 2..], b, kb, c, ld);
+                    } else {
+                        tile::<2>(a, b, kb, &mut lower[col * ld + i * PANEL..], ld);
+                    }
                 }
             }
         }
@@ -267,6 +275,15 @@ mod avx512 {
                     for r in 0..part.rows {
                         let t = first + r;
                         let row = &bytes[2 * r * d..2 * (r + 1) * d];
+                        // Rows are d apart, too far for the hardware prefetcher: fetch this
+                        // block's bytes of the row a few rows ahead.
+                        let ahead = 2 * (r + AHEAD) * d;
+                        if let Some(next) = bytes.get(ahead + 4 * p0..ahead + 4 * (p0 + full)) {
+                            for line in next.chunks(64) {
+                                // SAFETY: only a cache hint, for an address inside `bytes`.
+                                unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+                            }
+                        }
                         let words = row[4 * p0..4 * (p0 + full)].chunks_exact(4);
                         for (q, w) in words.enumerate() {
                             out[slot(t, q)] = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
@@ -279,18 +296,34 @@ mod avx512 {
                     }
                 }
                 Axis::Cols => {
-                    // A pair word interleaves rows 2p and 2p + 1 of the part.
+                    // A pair word interleaves rows 2p and 2p + 1 of the part; a panel's words
+                    // for one pair are contiguous, so copy in runs that stay within a panel.
                     let width = 2 * part.cols;
                     for q in 0..kb {
                         let o = 2 * (p0 + q);
                         let lo = &bytes[o * width..(o + 1) * width];
-                        let hi = (o + 1 < d).then(|| &bytes[(o + 1) * width..(o + 2) * width]);
-                        for c in 0..part.cols {
-                            let l = u32::from(u16::from_le_bytes([lo[2 * c], lo[2 * c + 1]]));
-                            let h = hi.map_or(0, |h| {
-                                u32::from(u16::from_le_bytes([h[2 * c], h[2 * c + 1]]))
-                            });
-                            out[slot(first + c, q)] = l | h << 16;
+                        let hi = if o + 1 < d {
+                            &bytes[(o + 1) * width..(o + 2) * width]
+                        } else {
+                            &[]
+                        };
+                        let mut c = 0;
+                        while c < part.cols {
+                            let t = first + c;
+                            let run = (PANEL - t % PANEL).min(part.cols - c);
+                            let dst = &mut out[slot(t, q)..slot(t, q) + run];
+                            let lo = lo[2 * c..2 * (c + run)].chunks_exact(2);
+                            if hi.is_empty() {
+                                for (w, l) in dst.iter_mut().zip(lo) {
+                                    *w = u32::from(u16::from_le_bytes([l[0], l[1]]));
+                                }
+                            } else {
+                                let hi = hi[2 * c..2 * (c + run)].chunks_exact(2);
+                                for ((w, l), h) in dst.iter_mut().zip(lo).zip(hi) {
+                                    *w = u32::from_le_bytes([l[0], l[1], h[0], h[1]]);
+                                }
+                            }
+                            c += run;
                         }
                     }
                 }
@@ -298,16 +331,17 @@ mod avx512 {
         }
     }
 
-    /// Adds the 32 × 8 block `A_panel · B_colsᵀ` over `kb` pairs into `c` (column-major,
-    /// leading dimension `ld`): `a` is a packed panel, `b` starts at the tile's first column
-    /// inside its packed panel.
+    /// Adds the (16·H) × 8 block `A_panel · B_colsᵀ` over `kb` pairs into `c` (column-major,
+    /// leading dimension `ld`): `a` starts at the block's first row inside a packed panel, `b`
+    /// at the tile's first column inside its packed panel.
     #[target_feature(enable = "avx512f,avx512bf16")]
-    fn tile(a: &[u32], b: &[u32], kb: usize, c: &mut [f32], ld: usize) {
-        assert!(kb > 0 && a.len() >= PANEL * kb && b.len() >= PANEL * (kb - 1) + TILE_COLS);
-        assert!(c.len() >= (TILE_COLS - 1) * ld + PANEL);
+    fn tile<const H: usize>(a: &[u32], b: &[u32], kb: usize, c: &mut [f32], ld: usize) {
+        assert!(kb > 0 && H > 0 && 16 * H <= PANEL);
+        assert!(a.len() >= PANEL * (kb - 1) + 16 * H && b.len() >= PANEL * (kb - 1) + TILE_COLS);
+        assert!(c.len() >= (TILE_COLS - 1) * ld + 16 * H);
         // At n = 1 600 the C tiles (10 MiB) live in DRAM: fetch now, add at the end.
         for j in 0..TILE_COLS {
-            for h in 0..2 {
+            for h in 0..H {
                 // SAFETY: in bounds as for the stores below; a prefetch never faults anyway.
                 unsafe { _mm_prefetch::<_MM_HINT_T0>(c.as_ptr().add(j * ld + 16 * h).cast()) };
             }
@@ -315,28 +349,27 @@ mod avx512 {
         // Fresh accumulators per k-block, added to `c` at the end: a sum in two levels.
         // Squares of bf16 values have structured low bits whose rounding does not average
         // out, so one running f32 sum over d = 4 096 drifts by 1e-5 on the diagonal.
-        let mut acc = [[zero(); 2]; TILE_COLS];
+        let mut acc = [[zero(); H]; TILE_COLS];
         for q in 0..kb {
-            // SAFETY: q·32 + 32 ≤ a.len() (asserted above); loadu has no alignment need.
-            let (a0, a1) = unsafe {
-                let p = a.as_ptr().add(q * PANEL);
-                (
-                    bh(_mm512_loadu_si512(p.cast())),
-                    bh(_mm512_loadu_si512(p.add(16).cast())),
-                )
-            };
+            let mut rows = [bh(_mm512_set1_epi32(0)); H];
+            for (h, v) in rows.iter_mut().enumerate() {
+                // SAFETY: q·32 + 16h + 16 ≤ 32·(kb − 1) + 16·H ≤ a.len() (asserted above);
+                // loadu has no alignment need.
+                *v = bh(unsafe { _mm512_loadu_si512(a.as_ptr().add(q * PANEL + 16 * h).cast()) });
+            }
             for (j, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: q·32 + j < 32·(kb − 1) + 8 ≤ b.len() (asserted above).
                 let w = unsafe { *b.get_unchecked(q * PANEL + j) };
                 let bj = bh(_mm512_set1_epi32(w as i32));
-                acc[0] = _mm512_dpbf16_ps(acc[0], a0, bj);
-                acc[1] = _mm512_dpbf16_ps(acc[1], a1, bj);
+                for (acc, v) in acc.iter_mut().zip(rows) {
+                    *acc = _mm512_dpbf16_ps(*acc, v, bj);
+                }
             }
         }
         for (j, acc) in acc.iter().enumerate() {
             for (h, acc) in acc.iter().enumerate() {
-                // SAFETY: j·ld + 16h + 16 ≤ 7·ld + 32 ≤ c.len() (asserted above); no alignment
-                // needed.
+                // SAFETY: j·ld + 16h + 16 ≤ 7·ld + 16·H ≤ c.len() (asserted above); no
+                // alignment needed.
                 unsafe {
                     let p = c.as_mut_ptr().add(j * ld + 16 * h);
                     _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), *acc));
