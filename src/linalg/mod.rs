@@ -1,10 +1,12 @@
 //! Dense linear algebra: small f64 matrices (core-space sizes: tens to a few hundred) and the
 //! symmetric Gram product of unit pools.
 
+mod bf16_gram;
 mod gemm;
 mod svd;
 mod syrk;
 
+pub use bf16_gram::{bf16_kernel_available, gram_bf16_cols, gram_bf16_rows, Bf16Part};
 pub use gemm::{matmul_f32, matmul_f32_into};
 
 pub use svd::{polar, svd, svd_of_product, Svd};
