@@ -10,13 +10,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use ndarray::Array2;
 use rayon::prelude::*;
 
-use crate::align::ModuleSet;
+use crate::align::{AlignedModule, ModuleSet};
 use crate::error::{LegoError, Result};
 use crate::folded_gram::FoldedGram;
 use crate::gram::GramError;
 use crate::gram::{embed, embed_features};
 use crate::kmeans::{k_curve, silhouette, suggest_k, KPoint};
 use crate::kmeans_gram::GramPartition;
+use crate::linalg::{gram_bf16_cols, gram_bf16_rows, Bf16Part};
 use crate::merge::baselines::{self, BaselineMethod, BaselineParams, SourceFactors};
 use crate::merge::core_space::{CoreBasis, CoreSpace, StackedTasks};
 use crate::merge::lego;
@@ -29,6 +30,8 @@ use crate::metrics::{source_mix, DeltaMetrics, UnitGeometry};
 use crate::msu::{RawUnitInfo, RawUnits, UnitScaling};
 use crate::scatter::{PcaBasis, Projection};
 use crate::settings::{FeatureSpace, MergeMethod, MergeSettings, ParamReweight};
+use crate::tensor::{DType, TensorRef};
+use crate::unit_stats::unit_stats;
 use linfa::ParamGuard;
 
 /// The unfolded units' Gram matrices of one module, kept in f32 (the precision the GEMM
@@ -77,6 +80,55 @@ fn row_max_abs(m: &Array2<f32>) -> Vec<f32> {
 }
 
 impl RawGram {
+    /// [`RawGram::compute`] straight from stored BF16 factors, none of them widened into an
+    /// n × d pool: the Gram products run on the BF16 values (exact products, f32 sums, at twice
+    /// the f32 rate where the CPU has AVX-512 BF16) and the per-unit figures come from small
+    /// blocks. `None` unless every factor is BF16 and the CPU has the kernel.
+    pub fn from_bf16(set: &ModuleSet, module: &AlignedModule) -> Option<Self> {
+        if !crate::linalg::bf16_kernel_available() {
+            return None;
+        }
+        let sources: Vec<_> = module.sources.iter().map(|s| set.source(*s)).collect();
+        fn stored(t: &TensorRef, rows: usize, cols: usize) -> Option<Bf16Part<'_>> {
+            (t.dtype() == DType::BF16 && t.bytes().len() == 2 * rows * cols).then(|| Bf16Part {
+                bytes: t.bytes(),
+                rows,
+                cols,
+            })
+        }
+        let a_parts = sources
+            .iter()
+            .map(|m| stored(&m.a, m.rank, module.d_in))
+            .collect::<Option<Vec<_>>>()?;
+        let b_parts = sources
+            .iter()
+            .map(|m| stored(&m.b, module.d_out, m.rank))
+            .collect::<Option<Vec<_>>>()?;
+        let ga = gram_bf16_rows(&a_parts);
+        let gb = gram_bf16_cols(&b_parts);
+        let stats = unit_stats(set, module);
+        // The factors now live in the Gram matrices; the mapped bytes need not stay resident.
+        for m in &sources {
+            m.a.release_pages();
+            m.b.release_pages();
+        }
+        let source = sources
+            .iter()
+            .enumerate()
+            .flat_map(|(si, m)| std::iter::repeat_n(si, m.rank))
+            .collect();
+        Some(RawGram {
+            a_sq: ga.diag().iter().map(|v| f64::from(*v)).collect(),
+            b_sq: gb.diag().iter().map(|v| f64::from(*v)).collect(),
+            a_max: stats.a_max,
+            b_max: stats.b_max,
+            ga,
+            gb,
+            source,
+            hash: stats.hash,
+        })
+    }
+
     /// One symmetric f32 product per half; everything downstream widens to f64.
     pub fn compute(raw: &RawUnits) -> Self {
         let ga = crate::linalg::syrk(raw.a.view());
@@ -252,14 +304,19 @@ impl Engine {
 
     /// The cached raw Gram matrices of module `i`.
     pub fn raw_gram(&self, i: usize) -> Arc<RawGram> {
+        let module = &self.set.modules[i];
         self.raw_gram_with(i, || {
-            RawGram::compute(&RawUnits::load(&self.set, &self.set.modules[i]))
+            RawGram::from_bf16(&self.set, module)
+                .unwrap_or_else(|| RawGram::compute(&RawUnits::load(&self.set, module)))
         })
     }
 
     /// [`Engine::raw_gram`] from module `i`'s factors when the caller has them already read.
     fn raw_gram_of(&self, i: usize, raw: &RawUnits) -> Arc<RawGram> {
-        self.raw_gram_with(i, || RawGram::compute(raw))
+        let module = &self.set.modules[i];
+        self.raw_gram_with(i, || {
+            RawGram::from_bf16(&self.set, module).unwrap_or_else(|| RawGram::compute(raw))
+        })
     }
 
     /// The cached value, or `compute`'s, cached. The lock is held while computing so two

@@ -2,6 +2,7 @@
 
 use lora_lego::align::ModuleSet;
 use lora_lego::bench::synth::{synthesize, SynthSpec};
+use lora_lego::engine::RawGram;
 use lora_lego::io::{load_all, LoadOptions};
 use lora_lego::msu::RawUnits;
 use lora_lego::tensor::DType;
@@ -43,6 +44,49 @@ fn stats_from_the_stored_factors_equal_those_of_the_pools() {
             assert_eq!(stats.hash, raw.hashes(), "{what}");
             assert_eq!(stats.a_max, row_max(&raw.a), "{what}");
             assert_eq!(stats.b_max, row_max(&raw.b), "{what}");
+        }
+    }
+}
+
+/// Largest `|x − y|` over the largest `|y|`.
+fn rel_diff(x: &Array2<f32>, y: &Array2<f32>) -> f64 {
+    let scale = y.iter().fold(0f64, |m, v| m.max(f64::from(v.abs())));
+    let diff = x
+        .iter()
+        .zip(y)
+        .fold(0f64, |m, (a, b)| m.max(f64::from((a - b).abs())));
+    diff / scale.max(f64::MIN_POSITIVE)
+}
+
+#[test]
+fn gram_matrices_from_bf16_bytes_equal_those_of_the_widened_pools() {
+    for dtype in [DType::BF16, DType::F32] {
+        let spec = SynthSpec {
+            adapters: 3,
+            rank: 5,
+            layers: 1,
+            hidden: 67,
+            intermediate: 131,
+            dtype,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let paths = synthesize(&spec, dir.path(), 11).unwrap();
+        let set = ModuleSet::new(load_all(&paths, &LoadOptions::default()).unwrap()).unwrap();
+        for module in &set.modules {
+            let fast = RawGram::from_bf16(&set, module);
+            if dtype != DType::BF16 || !lora_lego::linalg::bf16_kernel_available() {
+                assert!(
+                    fast.is_none(),
+                    "{dtype:?}: only BF16 factors take this route"
+                );
+                continue;
+            }
+            let fast = fast.unwrap();
+            let pools = RawGram::compute(&RawUnits::load(&set, module));
+            assert!(rel_diff(&fast.ga, &pools.ga) < 1e-6, "{}", module.key);
+            assert!(rel_diff(&fast.gb, &pools.gb) < 1e-6, "{}", module.key);
+            assert_eq!(fast.hash, pools.hash);
+            assert_eq!(fast.source, pools.source);
         }
     }
 }
