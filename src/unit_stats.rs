@@ -4,7 +4,7 @@
 
 use crate::align::{AlignedModule, ModuleSet};
 use crate::msu::{hash_end_part, hash_mix, hash_pair, HASH_SEED};
-use crate::tensor::TensorRef;
+use crate::tensor::{DType, TensorRef};
 
 /// Rows of B widened at a time (an even number, so hash pairs never straddle two blocks).
 const B_BLOCK_ROWS: usize = 64;
@@ -38,11 +38,112 @@ pub fn unit_stats(set: &ModuleSet, module: &AlignedModule) -> UnitStats {
     let mut buf = Vec::new();
     for s in &module.sources {
         let m = set.source(*s);
-        let mut h = a_part(&m.a, m.rank, module.d_in, &mut buf, &mut out.a_max);
-        b_part(&m.b, m.rank, module.d_out, &mut buf, &mut h, &mut out.b_max);
+        let (r, d_in, d_out) = (m.rank, module.d_in, module.d_out);
+        let mut h = match bf16_words(&m.a, r * d_in) {
+            Some(w) => a_part_bf16(w, r, d_in, &mut out.a_max),
+            None => a_part(&m.a, r, d_in, &mut buf, &mut out.a_max),
+        };
+        match bf16_words(&m.b, r * d_out) {
+            Some(w) => b_part_bf16(w, r, d_out, &mut h, &mut out.b_max),
+            None => b_part(&m.b, r, d_out, &mut buf, &mut h, &mut out.b_max),
+        }
         out.hash.extend(h);
     }
     out
+}
+
+/// The `len` values of a BF16 tensor as bit patterns, when its bytes are aligned (they are in
+/// files we map: safetensors pads its header to 8 bytes). Reading them as such skips widening:
+/// a bf16's f32 bits are its own shifted up by 16.
+fn bf16_words(t: &TensorRef, len: usize) -> Option<&[u16]> {
+    if t.dtype() != DType::BF16 {
+        return None;
+    }
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: every bit pattern is a valid u16, and align_to only hands out the aligned
+        // middle part.
+        let (pre, mid, post) = unsafe { t.bytes().align_to::<u16>() };
+        if pre.is_empty() && post.is_empty() && mid.len() == len {
+            return Some(mid);
+        }
+    }
+    None
+}
+
+/// The f32 bits of a bf16.
+#[inline(always)]
+fn bits(w: u16) -> u32 {
+    u32::from(w) << 16
+}
+
+/// [`max_bits`] on a bf16's bits.
+#[inline(always)]
+fn max_half(acc: u16, w: u16) -> u16 {
+    let m = w & 0x7FFF;
+    acc.max(if m > 0x7F80 { 0 } else { m })
+}
+
+/// [`a_part`] on BF16 bit patterns, eight rows' chains at a time.
+fn a_part_bf16(w: &[u16], rank: usize, d: usize, max: &mut Vec<f32>) -> Vec<u64> {
+    const L: usize = 8;
+    if d == 0 {
+        max.extend(std::iter::repeat_n(0.0, rank));
+        return vec![hash_end_part(HASH_SEED, 0); rank];
+    }
+    crate::simd::wide(|| {
+        for row in w.chunks_exact(d) {
+            max.push(f32::from_bits(bits(row.iter().fold(0, |acc, &v| max_half(acc, v)))));
+        }
+    });
+    let mut states = Vec::with_capacity(rank);
+    for r0 in (0..rank).step_by(L) {
+        let rows = L.min(rank - r0);
+        let block = &w[r0 * d..(r0 + rows) * d];
+        let mut h = [HASH_SEED; L];
+        for p in 0..d / 2 {
+            for (l, hl) in h.iter_mut().enumerate().take(rows) {
+                let x = &block[l * d + 2 * p..l * d + 2 * p + 2];
+                *hl = hash_mix(*hl, u64::from(bits(x[0])) | (u64::from(bits(x[1])) << 32));
+            }
+        }
+        for (l, hl) in h.iter_mut().enumerate().take(rows) {
+            if d % 2 == 1 {
+                *hl = hash_mix(*hl, u64::from(bits(block[l * d + d - 1])));
+            }
+            states.push(hash_end_part(*hl, d));
+        }
+    }
+    states
+}
+
+/// [`b_part`] on BF16 bit patterns.
+fn b_part_bf16(w: &[u16], rank: usize, d: usize, h: &mut [u64], max: &mut Vec<f32>) {
+    let mut acc = vec![0u16; rank];
+    if rank > 0 {
+        crate::simd::wide(|| {
+            for row in w.chunks_exact(rank) {
+                for (m, &v) in acc.iter_mut().zip(row) {
+                    *m = max_half(*m, v);
+                }
+            }
+        });
+        for pair in w.chunks_exact(2 * rank) {
+            let (x, y) = pair.split_at(rank);
+            for ((hu, &xu), &yu) in h.iter_mut().zip(x).zip(y) {
+                *hu = hash_mix(*hu, u64::from(bits(xu)) | (u64::from(bits(yu)) << 32));
+            }
+        }
+        if d % 2 == 1 {
+            for (hu, &v) in h.iter_mut().zip(&w[(d - 1) * rank..]) {
+                *hu = hash_mix(*hu, u64::from(bits(v)));
+            }
+        }
+    }
+    for hu in h.iter_mut() {
+        *hu = hash_end_part(*hu, d);
+    }
+    max.extend(acc.into_iter().map(|m| f32::from_bits(bits(m))));
 }
 
 /// Hash states after the a halves (rows of the `rank × d` tensor `a`); pushes their max-abs.
