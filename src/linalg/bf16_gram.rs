@@ -24,7 +24,7 @@ pub struct Bf16Part<'a> {
 ///
 /// n × n f32 with n = Σ rows, both triangles filled and exactly symmetric. Inputs are treated
 /// as the kernel treats them on every CPU: bf16 subnormals count as zero (`vdpbf16ps` flushes
-/// them; trained factors hold none in practice).
+/// them, and products below f32's normal range too; trained factors hold none in practice).
 ///
 /// # Panics
 /// If a part's byte length is not `2 · rows · cols`, or the parts' `cols` differ.
@@ -97,7 +97,7 @@ impl<'p, 'a> Units<'p, 'a> {
                 "a {} × {} bf16 part needs {} bytes, got {}",
                 p.rows,
                 p.cols,
-                2 * p.rows * p.cols,
+                2 * p.rows as u128 * p.cols as u128,
                 p.bytes.len()
             );
         }
