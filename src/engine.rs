@@ -83,8 +83,10 @@ impl RawGram {
     /// [`RawGram::compute`] straight from stored BF16 factors, none of them widened into an
     /// n × d pool: the Gram products run on the BF16 values (exact products, f32 sums, at twice
     /// the f32 rate where the CPU has AVX-512 BF16) and the per-unit figures come from small
-    /// blocks. `None` unless every factor is BF16 and the CPU has the kernel.
-    pub fn from_bf16(set: &ModuleSet, module: &AlignedModule) -> Option<Self> {
+    /// blocks. `None` unless every factor is BF16 and the CPU has the kernel. With `release`,
+    /// the factors' mapped pages are dropped from the resident set afterwards; a caller about
+    /// to read them again (LEGO's centroids) keeps them and releases them itself.
+    pub fn from_bf16(set: &ModuleSet, module: &AlignedModule, release: bool) -> Option<Self> {
         if !crate::linalg::bf16_kernel_available() {
             return None;
         }
@@ -108,7 +110,7 @@ impl RawGram {
         let gb = gram_bf16_cols(&b_parts);
         let stats = unit_stats(set, module);
         // The factors now live in the Gram matrices; the mapped bytes need not stay resident.
-        for m in &sources {
+        for m in sources.iter().filter(|_| release) {
             m.a.release_pages();
             m.b.release_pages();
         }
@@ -304,9 +306,15 @@ impl Engine {
 
     /// The cached raw Gram matrices of module `i`.
     pub fn raw_gram(&self, i: usize) -> Arc<RawGram> {
+        self.raw_gram_reading(i, true)
+    }
+
+    /// [`Engine::raw_gram`], leaving the factors' pages mapped when `release` is false (see
+    /// [`RawGram::from_bf16`]).
+    fn raw_gram_reading(&self, i: usize, release: bool) -> Arc<RawGram> {
         let module = &self.set.modules[i];
         self.raw_gram_with(i, || {
-            RawGram::from_bf16(&self.set, module)
+            RawGram::from_bf16(&self.set, module, release)
                 .unwrap_or_else(|| RawGram::compute(&RawUnits::load(&self.set, module)))
         })
     }
@@ -315,7 +323,7 @@ impl Engine {
     fn raw_gram_of(&self, i: usize, raw: &RawUnits) -> Arc<RawGram> {
         let module = &self.set.modules[i];
         self.raw_gram_with(i, || {
-            RawGram::from_bf16(&self.set, module).unwrap_or_else(|| RawGram::compute(raw))
+            RawGram::from_bf16(&self.set, module, true).unwrap_or_else(|| RawGram::compute(raw))
         })
     }
 
@@ -629,8 +637,9 @@ impl Engine {
         let module = &self.set.modules[i];
         let name = module.key.as_str();
         // Everything but the centroids comes from the cached Gram matrices (built from the
-        // factors on a first merge): a change of k reads each stored factor once.
-        let raw = self.raw_gram(i);
+        // factors on a first merge): a change of k reads each stored factor once. The centroids
+        // read the factors right after and release their pages.
+        let raw = self.raw_gram_reading(i, false);
         let Some(prep) = self.prepared(i, settings)? else {
             return Ok(None);
         };

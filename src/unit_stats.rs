@@ -93,7 +93,9 @@ fn a_part_bf16(w: &[u16], rank: usize, d: usize, max: &mut Vec<f32>) -> Vec<u64>
     }
     crate::simd::wide(|| {
         for row in w.chunks_exact(d) {
-            max.push(f32::from_bits(bits(row.iter().fold(0, |acc, &v| max_half(acc, v)))));
+            max.push(f32::from_bits(bits(
+                row.iter().fold(0, |acc, &v| max_half(acc, v)),
+            )));
         }
     });
     let mut states = Vec::with_capacity(rank);

@@ -73,7 +73,7 @@ fn gram_matrices_from_bf16_bytes_equal_those_of_the_widened_pools() {
         let paths = synthesize(&spec, dir.path(), 11).unwrap();
         let set = ModuleSet::new(load_all(&paths, &LoadOptions::default()).unwrap()).unwrap();
         for module in &set.modules {
-            let fast = RawGram::from_bf16(&set, module);
+            let fast = RawGram::from_bf16(&set, module, true);
             if dtype != DType::BF16 || !lora_lego::linalg::bf16_kernel_available() {
                 assert!(
                     fast.is_none(),
