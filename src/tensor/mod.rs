@@ -123,7 +123,9 @@ impl TensorRef {
         match dtype {
             DType::F32 => put(&mut bytes, values, |v| v.to_le_bytes()),
             DType::F16 => put(&mut bytes, values, |v| f16::from_f32(v).to_le_bytes()),
-            DType::BF16 => put(&mut bytes, values, |v| bf16::from_f32(v).to_le_bytes()),
+            DType::BF16 => {
+                crate::simd::wide(|| put(&mut bytes, values, |v| bf16_round(v).to_le_bytes()))
+            }
         }
         let len = bytes.len();
         TensorRef {
@@ -259,7 +261,24 @@ impl TensorRef {
     }
 }
 
+/// `half::bf16::from_f32(v)`'s bits (round to nearest even, NaN kept quiet) without its
+/// branches, so a loop of it vectorises.
+#[inline(always)]
+fn bf16_round(v: f32) -> u16 {
+    let x = v.to_bits();
+    let nan = ((x >> 16) | 0x0040) as u16;
+    // Adding 0x7FFF plus the kept part's lowest bit carries into it exactly when the dropped
+    // half is above one half, or equal to it with the kept part odd.
+    let rounded = ((x + 0x7FFF + ((x >> 16) & 1)) >> 16) as u16;
+    if x & 0x7FFF_FFFF > 0x7F80_0000 {
+        nan
+    } else {
+        rounded
+    }
+}
+
 /// Writes `encode(v)` of every value into consecutive `N`-byte chunks of `out`.
+#[inline(always)]
 fn put<const N: usize>(out: &mut [u8], values: &[f32], encode: impl Fn(f32) -> [u8; N]) {
     let (chunks, _) = out.as_chunks_mut::<N>();
     for (o, &v) in chunks.iter_mut().zip(values) {

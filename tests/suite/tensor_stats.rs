@@ -81,3 +81,38 @@ fn value_stats_count_every_nonfinite_value_of_a_long_tensor() {
         assert!(!stats.all_zero);
     }
 }
+
+#[test]
+fn bf16_encoding_rounds_as_half_does() {
+    // A stride through every f32 bit pattern, plus the rounding boundaries of a few values.
+    let mut patterns: Vec<u32> = (0..=u32::MAX).step_by(7919).collect();
+    for base in [
+        0x3F80_0000u32,
+        0xBF80_0000,
+        0x7F7F_0000,
+        0x0000_0000,
+        0x8001_0000,
+    ] {
+        for low in [0x7FFF, 0x8000, 0x8001, 0xFFFF, 0x1_7FFF, 0x1_8000, 0x1_8001] {
+            patterns.push(base.wrapping_add(low));
+        }
+    }
+    patterns.extend([
+        0x7F80_0000,
+        0xFF80_0000,
+        0x7FC0_0000,
+        0x7F80_0001,
+        0xFFFF_FFFF,
+    ]);
+    let values: Vec<f32> = patterns.iter().map(|&b| f32::from_bits(b)).collect();
+    let t = TensorRef::from_f32(&values, vec![values.len()], DType::BF16);
+    for (c, v) in t.bytes().chunks_exact(2).zip(&values) {
+        let ours = u16::from_le_bytes([c[0], c[1]]);
+        assert_eq!(
+            ours,
+            half::bf16::from_f32(*v).to_bits(),
+            "{:#010x}",
+            v.to_bits()
+        );
+    }
+}
