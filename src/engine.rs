@@ -850,6 +850,29 @@ impl Engine {
             .collect()
     }
 
+    /// Each source's factors of module `i` widened in their stored layouts (A `r × d_in`, B
+    /// `d_out × r`): what cat stacks, without the pool's transposed copy of B.
+    fn stored_factors(&self, i: usize) -> Vec<(Array2<f32>, Array2<f32>)> {
+        let module = &self.set.modules[i];
+        let widen = |t: &TensorRef, rows: usize, cols: usize| {
+            // The pages stay mapped: the Gram build reads them next and releases them.
+            let mut v = vec![0f32; rows * cols];
+            t.write_f32(&mut v);
+            Array2::from_shape_vec((rows, cols), v).unwrap_or_else(|_| Array2::zeros((rows, cols)))
+        };
+        module
+            .sources
+            .iter()
+            .map(|&s| {
+                let m = self.set.source(s);
+                (
+                    widen(&m.a, m.rank, module.d_in),
+                    widen(&m.b, module.d_out, m.rank),
+                )
+            })
+            .collect()
+    }
+
     fn merge_baseline(
         &self,
         i: usize,
@@ -858,26 +881,31 @@ impl Engine {
     ) -> Result<Option<MergedModule>> {
         let module = &self.set.modules[i];
         let method = method.for_adapter_count(self.set.adapters.len());
-        // One read of the factors serves the merge (per-source row blocks), the metrics and,
-        // when not cached yet, the Gram matrices.
-        let raw = RawUnits::load(&self.set, module);
-        self.raw_gram_of(i, &raw);
-        let mut row = 0;
-        let sources: Vec<SourceFactors> = module
-            .sources
-            .iter()
-            .map(|&s| {
-                let m = self.set.source(s);
-                let rows = row..row + m.rank;
-                row += m.rank;
-                SourceFactors {
-                    a: raw.a.slice(ndarray::s![rows.clone(), ..]),
-                    b: raw.b.slice(ndarray::s![rows, ..]).reversed_axes(),
-                    scale: m.scale as f32,
-                    weight: settings.weight(s.0) as f32,
-                }
-            })
-            .collect();
+        let weight = |s: (usize, usize)| settings.weight(s.0) as f32;
+        // cat needs each source's factors only as stored, and the Gram matrices for its
+        // figures; the others read the pool once for the merge, the metrics and, when not
+        // cached yet, the Gram matrices.
+        let (raw, stored) = match method {
+            BaselineMethod::Cat => (None, self.stored_factors(i)),
+            _ => (Some(RawUnits::load(&self.set, module)), Vec::new()),
+        };
+        let sources: Vec<SourceFactors> = match &raw {
+            Some(raw) => {
+                self.raw_gram_of(i, raw);
+                pool_sources(&self.set, module, raw, weight)
+            }
+            None => {
+                self.raw_gram(i);
+                (module.sources.iter().zip(&stored))
+                    .map(|(&s, (a, b))| SourceFactors {
+                        a: a.view(),
+                        b: b.view(),
+                        scale: self.set.source(s).scale as f32,
+                        weight: weight(s),
+                    })
+                    .collect()
+            }
+        };
         let max_rank = self
             .set
             .adapters
@@ -905,14 +933,15 @@ impl Engine {
             // PEFT's methods have no coefficient of their own: `--scale` multiplies ΔW.
             merged.b.mapv_inplace(|v| (f64::from(v) * scale) as f32);
         }
-        let metrics = if method == BaselineMethod::Cat {
-            // cat stacks the sources' factors: ΔW' is the weighted sum (times `--scale`), so
-            // the cached Gram matrices give every figure in O(n²) — no d-wide products.
-            let scaling = self.scaling(i, &plain(settings));
-            self.geometry(i, &scaling)
-                .scaled_sum_metrics(settings.scale.unwrap_or(1.0))
-        } else {
-            self.metrics_from(i, &raw, settings, &merged.a, &merged.b)
+        let metrics = match &raw {
+            Some(raw) => self.metrics_from(i, raw, settings, &merged.a, &merged.b),
+            None => {
+                // cat stacks the sources' factors: ΔW' is the weighted sum (times `--scale`),
+                // so the cached Gram matrices give every figure in O(n²) — no d-wide products.
+                let scaling = self.scaling(i, &plain(settings));
+                self.geometry(i, &scaling)
+                    .scaled_sum_metrics(settings.scale.unwrap_or(1.0))
+            }
         };
         Ok(Some(MergedModule {
             module: i,
@@ -923,4 +952,30 @@ impl Engine {
             notices: Vec::new(),
         }))
     }
+}
+
+/// The sources of `module` as PEFT sees them, as views of the pool `raw` (rows of A; B's
+/// columns stored as rows, viewed transposed).
+fn pool_sources<'a>(
+    set: &ModuleSet,
+    module: &AlignedModule,
+    raw: &'a RawUnits,
+    weight: impl Fn((usize, usize)) -> f32,
+) -> Vec<SourceFactors<'a>> {
+    let mut row = 0;
+    module
+        .sources
+        .iter()
+        .map(|&s| {
+            let m = set.source(s);
+            let rows = row..row + m.rank;
+            row += m.rank;
+            SourceFactors {
+                a: raw.a.slice(ndarray::s![rows.clone(), ..]),
+                b: raw.b.slice(ndarray::s![rows, ..]).reversed_axes(),
+                scale: m.scale as f32,
+                weight: weight(s),
+            }
+        })
+        .collect()
 }

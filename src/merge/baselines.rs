@@ -549,19 +549,37 @@ fn check_source_shape(
     Ok(())
 }
 
-/// `cat`: PEFT computes `A_j * weight * scaling` in f32, in that order.
+/// `cat`: PEFT computes `A_j * weight * scaling` in f32, in that order. Written straight
+/// into the stacked factors (no scaled copies to concatenate).
 fn merge_cat(sources: &[SourceFactors]) -> Result<MergedFactors, BaselineError> {
-    let scaled: Vec<Array2<f32>> = sources
+    let (Some(first), n) = (sources.first(), sources.iter().map(|s| s.a.nrows()).sum()) else {
+        return Err(BaselineError::Shape("cat of no source".into()));
+    };
+    let (d_in, d_out) = (first.a.ncols(), first.b.nrows());
+    if let Some(s) = sources
         .iter()
-        .map(|s| s.a.mapv(|v| v * s.weight * s.scale))
-        .collect();
-    let a_views: Vec<ArrayView2<f32>> = scaled.iter().map(|a| a.view()).collect();
-    let b_views: Vec<ArrayView2<f32>> = sources.iter().map(|s| s.b).collect();
-    let shape_error = |e: ndarray::ShapeError| BaselineError::Shape(e.to_string());
-    Ok(MergedFactors {
-        a: concatenate(Axis(0), &a_views).map_err(shape_error)?,
-        b: concatenate(Axis(1), &b_views).map_err(shape_error)?,
-    })
+        .find(|s| s.a.ncols() != d_in || s.b.nrows() != d_out || s.b.ncols() != s.a.nrows())
+    {
+        return Err(BaselineError::Shape(format!(
+            "cat of A {:?} and B {:?} with A [_, {d_in}] and B [{d_out}, _]",
+            s.a.dim(),
+            s.b.dim()
+        )));
+    }
+    let mut a = Array2::zeros((n, d_in));
+    let mut b = Array2::zeros((d_out, n));
+    let mut row = 0;
+    for s in sources {
+        let r = s.a.nrows();
+        let (w, c) = (s.weight, s.scale);
+        crate::simd::wide(|| {
+            a.slice_mut(ndarray::s![row..row + r, ..])
+                .zip_mut_with(&s.a, |o, &v| *o = v * w * c);
+        });
+        b.slice_mut(ndarray::s![.., row..row + r]).assign(&s.b);
+        row += r;
+    }
+    Ok(MergedFactors { a, b })
 }
 
 /// linear / ties / dare_linear / dare_ties / magnitude_prune on the A's and B's separately.
