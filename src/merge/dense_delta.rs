@@ -14,7 +14,8 @@
 //! pass of the top 16 bits of `|v|` narrows the bracket to one bucket and the count is redone.
 
 use ndarray::{s, Array2};
-use rand::{Rng, SeedableRng};
+use rand::distributions::{Distribution, Uniform};
+use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::linalg::matmul_f32_into;
@@ -395,10 +396,12 @@ fn sample_bracket(source: &SourceFactors, numel: usize, keep: usize, size: usize
         };
     };
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(SAMPLE_SEED);
+    // Samplers built once: `gen_range` redoes its rejection-zone setup (a division) per draw.
+    let (rows, cols) = (Uniform::new(0, d_out), Uniform::new(0, d_in));
     let mut sample: Vec<u32> = (0..size)
         .map(|_| {
             // Row and column drawn apart: uniform over entries, without a division.
-            let (row, col) = (rng.gen_range(0..d_out), rng.gen_range(0..d_in));
+            let (row, col) = (rows.sample(&mut rng), cols.sample(&mut rng));
             let v = dot(&b[row * r..(row + 1) * r], &a_t[col * r..(col + 1) * r]);
             magnitude_bits(v * source.scale)
         })
@@ -642,6 +645,7 @@ fn histogram_brackets(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::Rng;
 
     #[test]
     fn count_block_counts_above_and_lists_inside() {
