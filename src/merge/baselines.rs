@@ -645,8 +645,12 @@ fn merge_svd_family(
     let max_rank = sources.iter().map(|s| s.a.nrows()).max().unwrap_or(1);
     let rank = params.svd_rank.unwrap_or(max_rank);
     let svd = if method.needs_dense_delta() {
-        let combined = dense_combination(method, sources, params);
-        dense_svd_truncate(combined.view(), rank, params.svd_clamp)?
+        let (prune, mix) = dense_rule(method, params);
+        dense_delta::with_combined(sources, prune, mix, |dim, values| {
+            let combined = ArrayView2::from_shape(dim, values)
+                .map_err(|e| BaselineError::Shape(e.to_string()))?;
+            Ok::<_, BaselineError>(dense_svd_truncate(combined, rank, params.svd_clamp)?)
+        })?
     } else {
         weighted_sum_svd(sources, rank, params.svd_clamp)?
     };

@@ -14,7 +14,8 @@
 //! pass of the top 16 bits of `|v|` narrows the bracket to one bucket and the count is redone.
 
 use ndarray::{s, Array2};
-use rand::{Rng, SeedableRng};
+use rand::distributions::{Distribution, Uniform};
+use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::linalg::matmul_f32_into;
@@ -71,14 +72,63 @@ pub(crate) fn combine_with_sample(
     mix: Mix,
     sample_size: usize,
 ) -> Array2<f32> {
+    let mut scratch = Scratch::default();
+    let dim = combine_dispatch(sources, prune, mix, sample_size, &mut scratch);
+    Array2::from_shape_vec(dim, scratch.dense).unwrap_or_else(|_| Array2::zeros(dim))
+}
+
+/// Buffers that one thread's dense merges reuse from module to module.
+///
+/// Why: a fresh `d_out × d_in` matrix per module (180 MB for a 7B MLP projection) is mapped
+/// fresh by the allocator and page-faulted in, zeroed by the kernel, every time; that was a
+/// tenth of a ties_svd merge. The cost is that each thread keeps its largest module's buffers
+/// until it exits.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    /// The combination, row-major (only the first `d_out·d_in` entries are the current one).
+    dense: Vec<f32>,
+    /// One product panel per source.
+    panels: Vec<Vec<f32>>,
+    /// Per source, the entries inside its threshold bracket.
+    inside: Vec<Vec<(u32, usize)>>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Calls `f` with [`combine`]'s result (as `(d_out, d_in)` and row-major entries), formed in
+/// this thread's reused [`Scratch`].
+pub(crate) fn with_combined<R>(
+    sources: &[SourceFactors],
+    prune: Prune,
+    mix: Mix,
+    f: impl FnOnce((usize, usize), &[f32]) -> R,
+) -> R {
+    // Taken out, not borrowed: `f` may itself merge on this thread.
+    let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let dim = combine_dispatch(sources, prune, mix, SAMPLE_SIZE, &mut scratch);
+    let result = f(dim, &scratch.dense[..dim.0 * dim.1]);
+    SCRATCH.with(|s| *s.borrow_mut() = scratch);
+    result
+}
+
+/// [`combine_panels`] on AVX2 when the CPU has it.
+fn combine_dispatch(
+    sources: &[SourceFactors],
+    prune: Prune,
+    mix: Mix,
+    sample_size: usize,
+    scratch: &mut Scratch,
+) -> (usize, usize) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { combine_avx2(sources, prune, mix, sample_size) };
+            return unsafe { combine_avx2(sources, prune, mix, sample_size, scratch) };
         }
     }
-    combine_panels(sources, prune, mix, sample_size)
+    combine_panels(sources, prune, mix, sample_size, scratch)
 }
 
 /// [`combine_panels`] compiled for AVX2. Why: the build targets baseline x86-64 (SSE2), and
@@ -91,28 +141,50 @@ fn combine_avx2(
     prune: Prune,
     mix: Mix,
     sample_size: usize,
-) -> Array2<f32> {
-    combine_panels(sources, prune, mix, sample_size)
+    scratch: &mut Scratch,
+) -> (usize, usize) {
+    combine_panels(sources, prune, mix, sample_size, scratch)
 }
 
+/// Resizes `buffer` to `len` entries, keeping old contents (callers overwrite them all).
+fn fit(buffer: &mut Vec<f32>, len: usize) {
+    if buffer.len() < len {
+        // Cleared first so that growing copies nothing.
+        buffer.clear();
+        buffer.resize(len, 0.0);
+    } else {
+        buffer.truncate(len);
+    }
+}
+
+/// Forms the combination into `scratch.dense`; returns its `(d_out, d_in)`.
 #[inline(always)]
 fn combine_panels(
     sources: &[SourceFactors],
     prune: Prune,
     mix: Mix,
     sample_size: usize,
-) -> Array2<f32> {
+    scratch: &mut Scratch,
+) -> (usize, usize) {
     let Some(first) = sources.first() else {
-        return Array2::zeros((0, 0));
+        scratch.dense.clear();
+        return (0, 0);
     };
     let (d_out, d_in) = (first.b.nrows(), first.a.ncols());
-    let mut out = Array2::<f32>::zeros((d_out, d_in));
+    // Every entry is overwritten below (both mixes write their whole output).
+    fit(&mut scratch.dense, d_out * d_in);
     if d_out == 0 || d_in == 0 {
-        return out;
+        return (d_out, d_in);
     }
     let panels = Panels::new(d_out, d_in);
+    scratch.panels.resize_with(sources.len(), Vec::new);
+    for buffer in &mut scratch.panels {
+        fit(buffer, panels.rows * d_in);
+    }
     let cuts: Vec<Cut> = match prune {
-        Prune::Magnitude(density) => magnitude_cuts(sources, &panels, density, sample_size),
+        Prune::Magnitude(density) => {
+            magnitude_cuts(sources, &panels, density, sample_size, scratch)
+        }
         _ => vec![Cut::All; sources.len()],
     };
     let mut rngs: Vec<Xoshiro256PlusPlus> = match prune {
@@ -122,13 +194,11 @@ fn combine_panels(
         _ => Vec::new(),
     };
     let weights: Vec<f32> = sources.iter().map(|s| s.weight).collect();
-    let mut buffers = vec![vec![0.0f32; panels.rows * d_in]; sources.len()];
-    let Some(out_values) = out.as_slice_mut() else {
-        return out;
-    };
+    let buffers = &mut scratch.panels;
+    let out_values = &mut scratch.dense[..];
     for (rows, out_panel) in panels.iter().zip(out_values.chunks_mut(panels.rows * d_in)) {
         let base = rows.start * d_in;
-        for (j, (source, buffer)) in sources.iter().zip(&mut buffers).enumerate() {
+        for (j, (source, buffer)) in sources.iter().zip(buffers.iter_mut()).enumerate() {
             let panel = &mut buffer[..out_panel.len()];
             product_panel(source, rows.clone(), panel);
             // Keep and Random take the `Cut::All` route for the scale.
@@ -149,7 +219,7 @@ fn combine_panels(
             Mix::Disjoint(majority) => disjoint_merge_into(&slices, &weights, majority, out_panel),
         }
     }
-    out
+    (d_out, d_in)
 }
 
 /// The row panels of a `d_out × d_in` matrix, in order (so row-major order across panels).
@@ -261,6 +331,7 @@ fn magnitude_cuts(
     panels: &Panels,
     density: f64,
     sample_size: usize,
+    scratch: &mut Scratch,
 ) -> Vec<Cut> {
     let numel = panels.d_out * panels.d_in;
     // Python's int() truncates, like this cast for non-negative values.
@@ -280,11 +351,13 @@ fn magnitude_cuts(
     // Sample bracket, then a one-bucket bracket from the histogram, then everything: the
     // second always holds the threshold, the third is a guard that cannot miss.
     for attempt in 0..3 {
-        let counts = count_pass(sources, panels, &brackets);
+        let counts = count_pass(sources, panels, &brackets, scratch);
         for (j, count) in counts.into_iter().enumerate() {
-            if let Some(count) = count {
-                cuts[j] = select_cut(count, keep);
+            if let Some(mut count) = count {
+                cuts[j] = select_cut(&mut count, keep);
                 brackets[j] = None;
+                // The list's memory is kept for the next pass or module.
+                scratch.inside.push(count.inside);
             }
         }
         let missed: Vec<usize> = (0..sources.len()).filter(|&j| cuts[j].is_none()).collect();
@@ -292,7 +365,7 @@ fn magnitude_cuts(
             break;
         }
         let wider: Vec<Bracket> = match attempt {
-            0 => histogram_brackets(sources, panels, &missed, keep),
+            0 => histogram_brackets(sources, panels, &missed, keep, &mut scratch.panels[0]),
             _ => vec![
                 Bracket {
                     lo: 0,
@@ -311,22 +384,25 @@ fn magnitude_cuts(
 /// A bracket around the `keep`-th largest `|v|` from sampled entries (computed directly; they
 /// need not round like the panels do, the count below is exact).
 fn sample_bracket(source: &SourceFactors, numel: usize, keep: usize, size: usize) -> Bracket {
-    let d_in = source.a.ncols();
-    // Why transposed: sampled columns of A are strided by d_in, and reading them cost more
-    // than the whole sample's arithmetic.
+    let (d_out, d_in, r) = (source.b.nrows(), source.a.ncols(), source.a.nrows());
+    // Why transposed and contiguous: sampled columns of A are strided by d_in, and reading
+    // them (and ndarray's strided row iterators) cost more than the whole sample's arithmetic.
     let a_t = source.a.t().as_standard_layout().into_owned();
+    let b = source.b.as_standard_layout();
+    let (Some(a_t), Some(b)) = (a_t.as_slice(), b.as_slice()) else {
+        return Bracket {
+            lo: 0,
+            hi: u32::MAX,
+        };
+    };
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(SAMPLE_SEED);
+    // Samplers built once: `gen_range` redoes its rejection-zone setup (a division) per draw.
+    let (rows, cols) = (Uniform::new(0, d_out), Uniform::new(0, d_in));
     let mut sample: Vec<u32> = (0..size)
         .map(|_| {
-            let at = rng.gen_range(0..numel);
-            let (row, col) = (at / d_in, at % d_in);
-            let v: f32 = source
-                .b
-                .row(row)
-                .iter()
-                .zip(a_t.row(col))
-                .map(|(&b, &a)| b * a)
-                .sum();
+            // Row and column drawn apart: uniform over entries, without a division.
+            let (row, col) = (rows.sample(&mut rng), cols.sample(&mut rng));
+            let v = dot(&b[row * r..(row + 1) * r], &a_t[col * r..(col + 1) * r]);
             magnitude_bits(v * source.scale)
         })
         .collect();
@@ -351,18 +427,45 @@ fn sample_bracket(source: &SourceFactors, numel: usize, keep: usize, size: usize
     Bracket { lo, hi: hi.max(lo) }
 }
 
+/// `x·y` in eight interleaved sums, so it vectorises (the order is free here, see above).
+#[inline(always)]
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    const LANES: usize = 8;
+    let mut acc = [0.0f32; LANES];
+    let (xs, ys) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
+    let tail: f32 = xs
+        .remainder()
+        .iter()
+        .zip(ys.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in xs.zip(ys) {
+        for i in 0..LANES {
+            acc[i] += a[i] * b[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Counts every source that has a bracket (the others get `None`) in one pass over the panels.
 #[inline(always)]
 fn count_pass(
     sources: &[SourceFactors],
     panels: &Panels,
     brackets: &[Option<Bracket>],
+    scratch: &mut Scratch,
 ) -> Vec<Option<Count>> {
     let mut counts: Vec<Option<Count>> = brackets
         .iter()
-        .map(|b| b.map(|_| Count::default()))
+        .map(|b| {
+            b.map(|_| {
+                let mut inside = scratch.inside.pop().unwrap_or_default();
+                inside.clear();
+                Count { above: 0, inside }
+            })
+        })
         .collect();
-    let mut panel = vec![0.0f32; panels.rows * panels.d_in];
+    let panel = &mut scratch.panels[0];
     for rows in panels.iter() {
         let base = rows.start * panels.d_in;
         let len = rows.len() * panels.d_in;
@@ -387,14 +490,33 @@ fn count_block(
     (lo, hi): (u32, u32),
     inside: &mut Vec<(u32, usize)>,
 ) -> usize {
-    // Why blocks of 16 with a branch-free test and a hit mask: about 1 % of entries fall
-    // inside, so the test vectorises and the scalar work is per hit, not per entry.
-    const BLOCK: usize = 16;
     // Magnitude bits never exceed i32::MAX (NaN's included), so clamping changes no answer.
-    let (lo, hi) = (
+    let bracket = (
         lo.min(i32::MAX as u32) as i32,
         hi.min(i32::MAX as u32) as i32,
     );
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { count_block_avx2(values, scale, base, bracket, inside) };
+        }
+    }
+    count_block_portable(values, scale, base, bracket, inside)
+}
+
+/// [`count_block`] in plain Rust.
+#[inline(always)]
+fn count_block_portable(
+    values: &[f32],
+    scale: f32,
+    base: usize,
+    (lo, hi): (i32, i32),
+    inside: &mut Vec<(u32, usize)>,
+) -> usize {
+    // Why blocks of 16 with a branch-free test and a hit mask: about 1 % of entries fall
+    // inside, so the test vectorises and the scalar work is per hit, not per entry.
+    const BLOCK: usize = 16;
     let mut above = 0usize;
     for (b, block) in values.chunks(BLOCK).enumerate() {
         let (mut up, mut hits) = (0u32, 0u32);
@@ -414,8 +536,68 @@ fn count_block(
     above
 }
 
+/// [`count_block`] with AVX2 intrinsics. Why: LLVM built the portable version's hit mask by
+/// shifts and a horizontal OR per block, which cost more than the test; `movemask` is one
+/// instruction, and the counts above stay in vector lanes until the end.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn count_block_avx2(
+    values: &[f32],
+    scale: f32,
+    base: usize,
+    (lo, hi): (i32, i32),
+    inside: &mut Vec<(u32, usize)>,
+) -> usize {
+    use std::arch::x86_64::*;
+    const LANES: usize = 8;
+    let scale_v = _mm256_set1_ps(scale);
+    let magnitude = _mm256_set1_epi32(0x7fff_ffff);
+    let hi_v = _mm256_set1_epi32(hi);
+    // `m ≥ lo` as `m > lo − 1`: AVX2 has only the strict signed compare (lo ≥ 0, no overflow).
+    let below_lo = _mm256_set1_epi32(lo - 1);
+    // Why groups: a push can call the allocator, and with a call in the loop the counts
+    // were spilled to the stack every block; masks are collected call-free, then visited.
+    const GROUP: usize = 64;
+    let mut up = _mm256_setzero_si256();
+    let mut masks = [0u8; GROUP];
+    let groups = values.chunks_exact(LANES * GROUP);
+    let rest = groups.remainder();
+    for (g, group) in groups.enumerate() {
+        for (mask, block) in masks.iter_mut().zip(group.chunks_exact(LANES)) {
+            // SAFETY: `block` holds exactly LANES f32s; the load is unaligned.
+            let v = unsafe { _mm256_loadu_ps(block.as_ptr()) };
+            let m = _mm256_and_si256(_mm256_castps_si256(_mm256_mul_ps(v, scale_v)), magnitude);
+            let over = _mm256_cmpgt_epi32(m, hi_v);
+            // Lanes of `over` are −1 where true.
+            up = _mm256_sub_epi32(up, over);
+            let within = _mm256_andnot_si256(over, _mm256_cmpgt_epi32(m, below_lo));
+            *mask = _mm256_movemask_ps(_mm256_castsi256_ps(within)) as u8;
+        }
+        let group_base = g * LANES * GROUP;
+        // Eight masks read as one word: bit p of word w is entry 64·w + p of the group.
+        for (w, bytes) in masks.chunks_exact(8).enumerate() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(bytes);
+            let mut hits = u64::from_le_bytes(word);
+            while hits != 0 {
+                let i = w * 64 + hits.trailing_zeros() as usize;
+                hits &= hits - 1;
+                let m = signed_bits(group[i] * scale) as u32;
+                inside.push((m, base + group_base + i));
+            }
+        }
+    }
+    let tail = rest;
+    let mut lanes = [0i32; LANES];
+    // SAFETY: `lanes` holds exactly LANES i32s; the store is unaligned.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), up) };
+    let tail_base = base + values.len() - tail.len();
+    let tail_above = count_block_portable(tail, scale, tail_base, (lo, hi), inside);
+    lanes.iter().map(|&c| c as usize).sum::<usize>() + tail_above
+}
+
 /// The cut keeping the `keep` largest entries, or `None` when the bracket missed it.
-fn select_cut(mut count: Count, keep: usize) -> Option<Cut> {
+fn select_cut(count: &mut Count, keep: usize) -> Option<Cut> {
     if count.above >= keep || count.above + count.inside.len() < keep {
         return None;
     }
@@ -435,9 +617,9 @@ fn histogram_brackets(
     panels: &Panels,
     missed: &[usize],
     keep: usize,
+    panel: &mut [f32],
 ) -> Vec<Bracket> {
     let mut histograms = vec![vec![0usize; 1 << 16]; missed.len()];
-    let mut panel = vec![0.0f32; panels.rows * panels.d_in];
     for rows in panels.iter() {
         let panel = &mut panel[..rows.len() * panels.d_in];
         for (&j, histogram) in missed.iter().zip(&mut histograms) {
@@ -458,4 +640,44 @@ fn histogram_brackets(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    #[test]
+    fn count_block_counts_above_and_lists_inside() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(4);
+        // Not a multiple of the block sizes: the tails count too.
+        let values: Vec<f32> = (0..1003).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+        let brackets = [
+            (magnitude_bits(0.5), magnitude_bits(0.9)),
+            (0, magnitude_bits(0.3)),
+            (magnitude_bits(1.2), u32::MAX),
+        ];
+        for (lo, hi) in brackets {
+            let mut inside = Vec::new();
+            let above = count_block(&values, 1.5, 7, (lo, hi), &mut inside);
+            let clamped = (
+                lo.min(i32::MAX as u32) as i32,
+                hi.min(i32::MAX as u32) as i32,
+            );
+            let mut portable = Vec::new();
+            let portable_above = count_block_portable(&values, 1.5, 7, clamped, &mut portable);
+            assert_eq!((portable_above, &portable), (above, &inside));
+            let mut expected = Vec::new();
+            let mut expected_above = 0;
+            for (i, &v) in values.iter().enumerate() {
+                let m = magnitude_bits(v * 1.5);
+                expected_above += usize::from(m > hi);
+                if (lo..=hi).contains(&m) {
+                    expected.push((m, 7 + i));
+                }
+            }
+            assert_eq!(above, expected_above);
+            assert_eq!(inside, expected);
+        }
+    }
 }
