@@ -114,11 +114,6 @@ pub fn export(
 ) -> Result<Exported> {
     target.check(engine, settings)?;
     let folder = recipe_folder(&target.path, settings.format);
-    let recipe = match described {
-        Some(r) => r.portable(&folder),
-        None => Recipe::describe(&engine.set.adapters, settings)?.portable(&folder),
-    }
-    .to_toml()?;
     // Each module is encoded as soon as it is merged and its f32 factors dropped: the
     // resident merge is the output's bytes, not four (f32) of them per value as well.
     let enc = encoding(engine, settings);
@@ -131,7 +126,14 @@ pub fn export(
         *slots[m.module].lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
         Ok(())
     };
-    let output = engine.merge_all_each(settings, done, cancel, &each)?;
+    let merge = || engine.merge_all_each(settings, done, cancel, &each);
+    // Inputs not hashed yet are hashed while the modules merge: both only read the inputs,
+    // and the hashes are needed only once the files are written.
+    let (recipe, output) = match described {
+        Some(r) => (Ok(r.clone()), merge()),
+        None => rayon::join(|| Recipe::describe(&engine.set.adapters, settings), merge),
+    };
+    let (recipe, output) = (recipe?.portable(&folder).to_toml()?, output?);
     let encoded = slots
         .into_iter()
         .map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()))

@@ -178,10 +178,23 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
     if let Some(r) = &save_recipe {
         check_target(r, args.force, Replaceable::Recipe)?;
     }
-    // Hashing reads every input file: once, for the check and for every recipe written.
-    let described = Recipe::describe(adapters, &settings)?;
+    // Hashing reads every input file, once. A recipe's check, a saved recipe, a dry run and a
+    // score need the hashes first; a plain merge leaves them to the export, which hashes while
+    // it merges (its files are written last).
+    let hash_first =
+        recipe.is_some() || save_recipe.is_some() || out.is_none() || evaluator.is_some();
+    let described = match hash_first {
+        true => Some(Recipe::describe(adapters, &settings)?),
+        false => None,
+    };
+    let described_now = || -> anyhow::Result<Recipe> {
+        match &described {
+            Some(d) => Ok(d.clone()),
+            None => Ok(Recipe::describe(adapters, &settings)?),
+        }
+    };
     if let Some(recipe) = &recipe {
-        recipe.check_inputs(&described, adapters)?;
+        recipe.check_inputs(&described_now()?, adapters)?;
     }
     let mut notices = notes;
     notices.extend(flag_notices(args, &settings, &engine));
@@ -189,7 +202,7 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         // The saved recipe remembers the output, so `merge --recipe FILE` alone replays it.
         let saved = Recipe {
             output: out.as_ref().map(|o| absolute(o).display().to_string()),
-            ..described.clone()
+            ..described_now()?
         };
         let folder = r.parent().unwrap_or(Path::new("."));
         let text = saved.portable(folder).to_toml()?;
@@ -211,7 +224,14 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         bar.finish_and_clear();
         notices.extend(session::load_notices(&engine));
         notices.extend(output.notices.iter().cloned());
-        return dry_run(args, &engine, &output, &settings, &described, notices);
+        return dry_run(
+            args,
+            &engine,
+            &output,
+            &settings,
+            &described_now()?,
+            notices,
+        );
     };
     let target = session::ExportTarget {
         path: out_path.clone(),
@@ -223,7 +243,7 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         &engine,
         &settings,
         &target,
-        Some(&described),
+        described.as_ref(),
         &|| bar.inc(1),
         &never,
     )
@@ -248,7 +268,7 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         // model card gain the score.
         let scored = Recipe {
             eval: Some(record.clone()),
-            ..described.portable(&recipe_folder(out_path, settings.format))
+            ..described_now()?.portable(&recipe_folder(out_path, settings.format))
         };
         record_score(&engine, out_path, settings.format, &scored, &record)?;
         summary.eval = Some(record);
