@@ -52,7 +52,7 @@ pub(crate) fn hash_mix(h: u64, w: u64) -> u64 {
 
 /// The word of two consecutive values.
 #[inline(always)]
-pub(crate) fn hash_pair(x: f32, y: f32) -> u64 {
+fn hash_pair(x: f32, y: f32) -> u64 {
     u64::from(x.to_bits()) | (u64::from(y.to_bits()) << 32)
 }
 

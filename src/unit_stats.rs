@@ -3,7 +3,7 @@
 //! (allocating, faulting in and transposing those cost more than the Gram product's input).
 
 use crate::align::{AlignedModule, ModuleSet};
-use crate::msu::{hash_end_part, hash_mix, hash_pair, HASH_SEED};
+use crate::msu::{hash_end_part, hash_mix, HASH_SEED};
 use crate::tensor::{DType, TensorRef};
 
 /// Rows of B widened at a time (an even number, so hash pairs never straddle two blocks).
@@ -99,22 +99,8 @@ fn a_part_bf16(w: &[u16], rank: usize, d: usize, max: &mut Vec<f32>) -> Vec<u64>
         }
     });
     let mut states = Vec::with_capacity(rank);
-    for r0 in (0..rank).step_by(L) {
-        let rows = L.min(rank - r0);
-        let block = &w[r0 * d..(r0 + rows) * d];
-        let mut h = [HASH_SEED; L];
-        for p in 0..d / 2 {
-            for (l, hl) in h.iter_mut().enumerate().take(rows) {
-                let x = &block[l * d + 2 * p..l * d + 2 * p + 2];
-                *hl = hash_mix(*hl, u64::from(bits(x[0])) | (u64::from(bits(x[1])) << 32));
-            }
-        }
-        for (l, hl) in h.iter_mut().enumerate().take(rows) {
-            if d % 2 == 1 {
-                *hl = hash_mix(*hl, u64::from(bits(block[l * d + d - 1])));
-            }
-            states.push(hash_end_part(*hl, d));
-        }
+    for block in w.chunks(L * d) {
+        hash_rows::<u16, L>(block, d, bits, &mut states);
     }
     states
 }
@@ -130,17 +116,7 @@ fn b_part_bf16(w: &[u16], rank: usize, d: usize, h: &mut [u64], max: &mut Vec<f3
                 }
             }
         });
-        for pair in w.chunks_exact(2 * rank) {
-            let (x, y) = pair.split_at(rank);
-            for ((hu, &xu), &yu) in h.iter_mut().zip(x).zip(y) {
-                *hu = hash_mix(*hu, u64::from(bits(xu)) | (u64::from(bits(yu)) << 32));
-            }
-        }
-        if d % 2 == 1 {
-            for (hu, &v) in h.iter_mut().zip(&w[(d - 1) * rank..]) {
-                *hu = hash_mix(*hu, u64::from(bits(v)));
-            }
-        }
+        hash_cols(w, rank, bits, h);
     }
     for hu in h.iter_mut() {
         *hu = hash_end_part(*hu, d);
@@ -173,20 +149,7 @@ fn a_part(
                 ));
             }
         });
-        // Four independent chains at once (the rows of a block), as in `RawUnits::hashes`.
-        let mut h = [HASH_SEED; 4];
-        for p in 0..d / 2 {
-            for (l, hl) in h.iter_mut().enumerate().take(rows) {
-                let x = &block[l * d + 2 * p..l * d + 2 * p + 2];
-                *hl = hash_mix(*hl, hash_pair(x[0], x[1]));
-            }
-        }
-        for (l, hl) in h.iter_mut().enumerate().take(rows) {
-            if d % 2 == 1 {
-                *hl = hash_mix(*hl, u64::from(block[l * d + d - 1].to_bits()));
-            }
-            states.push(hash_end_part(*hl, d));
-        }
+        hash_rows::<f32, 4>(block, d, f32::to_bits, &mut states);
     }
     states
 }
@@ -214,22 +177,54 @@ fn b_part(
                 }
             }
         });
-        for pair in block.chunks_exact(2 * rank) {
-            let (x, y) = pair.split_at(rank);
-            for ((hu, &xu), &yu) in h.iter_mut().zip(x).zip(y) {
-                *hu = hash_mix(*hu, hash_pair(xu, yu));
-            }
-        }
-        if rows % 2 == 1 {
-            // Only the last block can be odd (the block height is even): d's last value.
-            let last = &block[(rows - 1) * rank..];
-            for (hu, &v) in h.iter_mut().zip(last) {
-                *hu = hash_mix(*hu, u64::from(v.to_bits()));
-            }
-        }
+        // Only the last block can have an odd height (B_BLOCK_ROWS is even).
+        hash_cols(block, rank.max(1), f32::to_bits, h);
     }
     for hu in h.iter_mut() {
         *hu = hash_end_part(*hu, d);
     }
     max.extend(acc.into_iter().map(f32::from_bits));
+}
+
+/// Finishes the a-half hash states of the rows of `block` (at most `L` rows of `d` values,
+/// row-major), their chains interleaved so each multiply's latency is hidden; `bits` gives a
+/// value's f32 bit pattern.
+#[inline(always)]
+fn hash_rows<T: Copy, const L: usize>(
+    block: &[T],
+    d: usize,
+    bits: impl Fn(T) -> u32,
+    states: &mut Vec<u64>,
+) {
+    let rows = block.len() / d;
+    let mut h = [HASH_SEED; L];
+    for p in 0..d / 2 {
+        for (l, hl) in h.iter_mut().enumerate().take(rows) {
+            let (x, y) = (block[l * d + 2 * p], block[l * d + 2 * p + 1]);
+            *hl = hash_mix(*hl, u64::from(bits(x)) | (u64::from(bits(y)) << 32));
+        }
+    }
+    for (l, hl) in h.iter_mut().enumerate().take(rows) {
+        if d % 2 == 1 {
+            *hl = hash_mix(*hl, u64::from(bits(block[l * d + d - 1])));
+        }
+        states.push(hash_end_part(*hl, d));
+    }
+}
+
+/// Advances the chains `h` (one per column) by the rows of `block` (`rank` wide, row-major),
+/// two rows to a word; an odd last row mixes in alone (the end of the column).
+#[inline(always)]
+fn hash_cols<T: Copy>(block: &[T], rank: usize, bits: impl Fn(T) -> u32, h: &mut [u64]) {
+    let pairs = block.chunks_exact(2 * rank);
+    let last = pairs.remainder();
+    for pair in pairs {
+        let (x, y) = pair.split_at(rank);
+        for ((hu, &xu), &yu) in h.iter_mut().zip(x).zip(y) {
+            *hu = hash_mix(*hu, u64::from(bits(xu)) | (u64::from(bits(yu)) << 32));
+        }
+    }
+    for (hu, &v) in h.iter_mut().zip(last) {
+        *hu = hash_mix(*hu, u64::from(bits(v)));
+    }
 }
