@@ -130,10 +130,15 @@ pub fn export(
     // Inputs not hashed yet are hashed while the modules merge: both only read the inputs,
     // and the hashes are needed only once the files are written.
     let (recipe, output) = match described {
-        Some(r) => (Ok(r.clone()), merge()),
-        None => rayon::join(|| Recipe::describe(&engine.set.adapters, settings), merge),
+        Some(r) => (Ok(r.portable(&folder)), merge()),
+        None => rayon::join(
+            || Recipe::describe(&engine.set.adapters, settings).map(|r| r.portable(&folder)),
+            merge,
+        ),
     };
-    let (recipe, output) = (recipe?.portable(&folder).to_toml()?, output?);
+    // A cancelled or failed merge is what matters most, then the inputs' hashes.
+    let output = output?;
+    let recipe = recipe?.to_toml()?;
     let encoded = slots
         .into_iter()
         .map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()))
