@@ -320,6 +320,8 @@ impl Engine {
     }
 
     /// [`Engine::raw_gram`] from module `i`'s factors when the caller has them already read.
+    /// BF16 factors still go through the BF16 kernel (twice the f32 rate even counting the
+    /// re-read), so a module's cached Gram matrices do not depend on which caller made them.
     fn raw_gram_of(&self, i: usize, raw: &RawUnits) -> Arc<RawGram> {
         let module = &self.set.modules[i];
         self.raw_gram_with(i, || {
@@ -854,11 +856,10 @@ impl Engine {
     /// `d_out × r`): what cat stacks, without the pool's transposed copy of B.
     fn stored_factors(&self, i: usize) -> Vec<(Array2<f32>, Array2<f32>)> {
         let module = &self.set.modules[i];
+        // The pages stay mapped: the Gram build reads them next and releases them.
         let widen = |t: &TensorRef, rows: usize, cols: usize| {
-            // The pages stay mapped: the Gram build reads them next and releases them.
-            let mut v = vec![0f32; rows * cols];
-            t.write_f32(&mut v);
-            Array2::from_shape_vec((rows, cols), v).unwrap_or_else(|_| Array2::zeros((rows, cols)))
+            Array2::from_shape_vec((rows, cols), t.to_f32_vec())
+                .unwrap_or_else(|_| Array2::zeros((rows, cols)))
         };
         module
             .sources

@@ -187,14 +187,10 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         true => Some(Recipe::describe(adapters, &settings)?),
         false => None,
     };
-    let described_now = || -> anyhow::Result<Recipe> {
-        match &described {
-            Some(d) => Ok(d.clone()),
-            None => Ok(Recipe::describe(adapters, &settings)?),
-        }
-    };
+    // Every use below is on a path that hashed first.
+    let hashed = || described.as_ref().context("the inputs were not hashed");
     if let Some(recipe) = &recipe {
-        recipe.check_inputs(&described_now()?, adapters)?;
+        recipe.check_inputs(hashed()?, adapters)?;
     }
     let mut notices = notes;
     notices.extend(flag_notices(args, &settings, &engine));
@@ -202,7 +198,7 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         // The saved recipe remembers the output, so `merge --recipe FILE` alone replays it.
         let saved = Recipe {
             output: out.as_ref().map(|o| absolute(o).display().to_string()),
-            ..described_now()?
+            ..hashed()?.clone()
         };
         let folder = r.parent().unwrap_or(Path::new("."));
         let text = saved.portable(folder).to_toml()?;
@@ -224,14 +220,7 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         bar.finish_and_clear();
         notices.extend(session::load_notices(&engine));
         notices.extend(output.notices.iter().cloned());
-        return dry_run(
-            args,
-            &engine,
-            &output,
-            &settings,
-            &described_now()?,
-            notices,
-        );
+        return dry_run(args, &engine, &output, &settings, hashed()?, notices);
     };
     let target = session::ExportTarget {
         path: out_path.clone(),
@@ -268,7 +257,7 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         // model card gain the score.
         let scored = Recipe {
             eval: Some(record.clone()),
-            ..described_now()?.portable(&recipe_folder(out_path, settings.format))
+            ..hashed()?.portable(&recipe_folder(out_path, settings.format))
         };
         record_score(&engine, out_path, settings.format, &scored, &record)?;
         summary.eval = Some(record);
