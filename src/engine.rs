@@ -31,7 +31,7 @@ use crate::msu::{RawUnitInfo, RawUnits, UnitScaling};
 use crate::scatter::{PcaBasis, Projection};
 use crate::settings::{FeatureSpace, MergeMethod, MergeSettings, ParamReweight};
 use crate::tensor::{DType, TensorRef};
-use crate::unit_stats::unit_stats;
+use crate::unit_stats::{unit_stats, UnitStats};
 use linfa::ParamGuard;
 
 /// The unfolded units' Gram matrices of one module, kept in f32 (the precision the GEMM
@@ -44,14 +44,14 @@ pub struct RawGram {
     pub gb: Array2<f32>,
     /// Per raw unit: index in the module's sources.
     pub source: Vec<usize>,
-    /// Per raw unit: content hash (for the canonical order).
-    pub hash: Vec<u64>,
     /// Diagonals of `ga` and `gb`.
     a_sq: Vec<f64>,
     b_sq: Vec<f64>,
-    /// Per raw unit: max-abs of its a and b halves (for L∞ reweighting without the factors).
-    a_max: Vec<f32>,
-    b_max: Vec<f32>,
+    /// Per raw unit: content hash (for the canonical order) and max-abs of its halves (for L∞
+    /// reweighting without the factors). Left for [`Engine`] to fill on first use when the
+    /// caller needs neither (cat's figures), since scanning for them costs as much as the
+    /// Gram products.
+    stats: OnceLock<UnitStats>,
 }
 
 /// Max-abs of each row, ignoring NaN as `f32::max` does. On the bit patterns: for values that
@@ -86,7 +86,14 @@ impl RawGram {
     /// blocks. `None` unless every factor is BF16 and the CPU has the kernel. With `release`,
     /// the factors' mapped pages are dropped from the resident set afterwards; a caller about
     /// to read them again (LEGO's centroids) keeps them and releases them itself.
-    pub fn from_bf16(set: &ModuleSet, module: &AlignedModule, release: bool) -> Option<Self> {
+    ///
+    /// Without `with_stats`, the units' hashes and max-abs are left to be read on first use.
+    pub fn from_bf16(
+        set: &ModuleSet,
+        module: &AlignedModule,
+        release: bool,
+        with_stats: bool,
+    ) -> Option<Self> {
         if !crate::linalg::bf16_kernel_available() {
             return None;
         }
@@ -108,7 +115,10 @@ impl RawGram {
             .collect::<Option<Vec<_>>>()?;
         let ga = gram_bf16_rows(&a_parts);
         let gb = gram_bf16_cols(&b_parts);
-        let stats = unit_stats(set, module);
+        let stats = OnceLock::new();
+        if with_stats {
+            let _ = stats.set(unit_stats(set, module));
+        }
         // The factors now live in the Gram matrices; the mapped bytes need not stay resident.
         for m in sources.iter().filter(|_| release) {
             m.a.release_pages();
@@ -122,12 +132,10 @@ impl RawGram {
         Some(RawGram {
             a_sq: ga.diag().iter().map(|v| f64::from(*v)).collect(),
             b_sq: gb.diag().iter().map(|v| f64::from(*v)).collect(),
-            a_max: stats.a_max,
-            b_max: stats.b_max,
             ga,
             gb,
             source,
-            hash: stats.hash,
+            stats,
         })
     }
 
@@ -138,13 +146,21 @@ impl RawGram {
         RawGram {
             a_sq: ga.diag().iter().map(|v| f64::from(*v)).collect(),
             b_sq: gb.diag().iter().map(|v| f64::from(*v)).collect(),
-            a_max: row_max_abs(&raw.a),
-            b_max: row_max_abs(&raw.b),
             ga,
             gb,
             source: raw.source.clone(),
-            hash: raw.hashes(),
+            stats: OnceLock::from(UnitStats {
+                hash: raw.hashes(),
+                a_max: row_max_abs(&raw.a),
+                b_max: row_max_abs(&raw.b),
+            }),
         }
+    }
+
+    /// Per raw unit: content hash and max-abs of each half, read from `module`'s factors in
+    /// `set` if not known yet.
+    pub fn stats(&self, set: &ModuleSet, module: &AlignedModule) -> &UnitStats {
+        self.stats.get_or_init(|| unit_stats(set, module))
     }
 }
 
@@ -306,15 +322,15 @@ impl Engine {
 
     /// The cached raw Gram matrices of module `i`.
     pub fn raw_gram(&self, i: usize) -> Arc<RawGram> {
-        self.raw_gram_reading(i, true)
+        self.raw_gram_reading(i, true, true)
     }
 
-    /// [`Engine::raw_gram`], leaving the factors' pages mapped when `release` is false (see
-    /// [`RawGram::from_bf16`]).
-    fn raw_gram_reading(&self, i: usize, release: bool) -> Arc<RawGram> {
+    /// [`Engine::raw_gram`], leaving the factors' pages mapped when `release` is false and the
+    /// units' hashes and max-abs for later without `with_stats` (see [`RawGram::from_bf16`]).
+    fn raw_gram_reading(&self, i: usize, release: bool, with_stats: bool) -> Arc<RawGram> {
         let module = &self.set.modules[i];
         self.raw_gram_with(i, || {
-            RawGram::from_bf16(&self.set, module, release)
+            RawGram::from_bf16(&self.set, module, release, with_stats)
                 .unwrap_or_else(|| RawGram::compute(&RawUnits::load(&self.set, module)))
         })
     }
@@ -325,7 +341,8 @@ impl Engine {
     fn raw_gram_of(&self, i: usize, raw: &RawUnits) -> Arc<RawGram> {
         let module = &self.set.modules[i];
         self.raw_gram_with(i, || {
-            RawGram::from_bf16(&self.set, module, true).unwrap_or_else(|| RawGram::compute(raw))
+            RawGram::from_bf16(&self.set, module, true, true)
+                .unwrap_or_else(|| RawGram::compute(raw))
         })
     }
 
@@ -338,13 +355,20 @@ impl Engine {
 
     /// How the units of module `i` are folded under `settings`.
     pub fn scaling(&self, i: usize, settings: &MergeSettings) -> UnitScaling {
+        self.scaling_ordered(i, settings, true)
+    }
+
+    /// [`Engine::scaling`], with the units in the canonical order only when `canonical`: the
+    /// order changes nothing but rounding in sums over all units (cat's figures), and finding
+    /// it reads every factor for its hashes.
+    fn scaling_ordered(&self, i: usize, settings: &MergeSettings, canonical: bool) -> UnitScaling {
         let raw = self.raw_gram(i);
         let module = &self.set.modules[i];
         let info = RawUnitInfo {
             source: &raw.source,
             a_sq: &raw.a_sq,
             b_sq: &raw.b_sq,
-            hash: &raw.hash,
+            hash: canonical.then(|| raw.stats(&self.set, module).hash.as_slice()),
         };
         UnitScaling::new(
             &self.set,
@@ -586,40 +610,40 @@ impl Engine {
         done: &(dyn Fn() + Sync),
         cancel: &AtomicBool,
     ) -> Result<MergeOutput> {
-        self.merge_all_each(settings, done, cancel, &|_| Ok(()))
+        self.merge_all_each(settings, done, cancel, &|_, _| Ok(()))
     }
 
-    /// [`Engine::merge_all_until`] that hands each merged module to `each` as soon as it is
-    /// made, on the thread that made it: an export encodes it there and releases its f32
-    /// factors, so the whole merge is never held in f32 at once.
+    /// [`Engine::merge_all_until`] that hands each module, merged (`None`: it has no output),
+    /// to `each` as soon as it is made, on the thread that made it: an export encodes it there,
+    /// writes it and releases its f32 factors, so the whole merge is never held at once.
+    /// Modules are taken up in order, so they also finish about in order.
     pub fn merge_all_each(
         &self,
         settings: &MergeSettings,
         done: &(dyn Fn() + Sync),
         cancel: &AtomicBool,
-        each: &(dyn Fn(&mut MergedModule) -> Result<()> + Sync),
+        each: &(dyn Fn(usize, Option<&mut MergedModule>) -> Result<()> + Sync),
     ) -> Result<MergeOutput> {
         settings.validate(self.set.adapters.len())?;
-        let merged: Vec<Option<MergedModule>> = (0..self.set.modules.len())
-            .into_par_iter()
+        let mut merged: Vec<(usize, Option<MergedModule>)> = (0..self.set.modules.len())
+            .par_bridge()
             .map(|i| {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(LegoError::Cancelled);
                 }
                 let mut m = self.merge_module(i, settings)?;
-                if let Some(m) = m.as_mut() {
-                    each(m)?;
-                }
+                each(i, m.as_mut())?;
                 if self.one_shot {
                     self.forget(i);
                 }
                 done();
-                Ok(m)
+                Ok((i, m))
             })
             .collect::<Result<_>>()?;
+        merged.sort_unstable_by_key(|(i, _)| *i);
         let mut notices = Vec::new();
         let mut modules = Vec::new();
-        for (i, m) in merged.into_iter().enumerate() {
+        for (i, m) in merged {
             match m {
                 Some(m) => {
                     notices.extend(m.notices.iter().cloned());
@@ -641,7 +665,7 @@ impl Engine {
         // Everything but the centroids comes from the cached Gram matrices (built from the
         // factors on a first merge): a change of k reads each stored factor once. The centroids
         // read the factors right after and release their pages.
-        let raw = self.raw_gram_reading(i, false);
+        let raw = self.raw_gram_reading(i, false, true);
         let Some(prep) = self.prepared(i, settings)? else {
             return Ok(None);
         };
@@ -666,7 +690,8 @@ impl Engine {
             .map(|(t, &c)| membership[[c, t]])
             .collect();
         let (ca, cb) = stored_centroids(&self.set, module, scaling, &model.labels, &coef, k);
-        let member_linf = scaling.linf_norms(&raw.a_max, &raw.b_max);
+        let stats = raw.stats(&self.set, module);
+        let member_linf = scaling.linf_norms(&stats.a_max, &stats.b_max);
         let full = (settings.param_reweight == ParamReweight::Linf).then_some(lego::FullVectors {
             member_linf: &member_linf,
             centroid_a: &ca,
@@ -896,7 +921,7 @@ impl Engine {
                 pool_sources(&self.set, module, raw, weight)
             }
             None => {
-                self.raw_gram(i);
+                self.raw_gram_reading(i, true, false);
                 (module.sources.iter().zip(&stored))
                     .map(|(&s, (a, b))| SourceFactors {
                         a: a.view(),
@@ -926,7 +951,8 @@ impl Engine {
                 module: module.key.to_string(),
                 reason: e.to_string(),
             })?;
-        if self.scaling(i, &plain(settings)).is_empty() {
+        let scaling = self.scaling_ordered(i, &plain(settings), raw.is_some());
+        if scaling.is_empty() {
             return Ok(None);
         }
         let mut merged = merged;
@@ -939,7 +965,6 @@ impl Engine {
             None => {
                 // cat stacks the sources' factors: ΔW' is the weighted sum (times `--scale`),
                 // so the cached Gram matrices give every figure in O(n²) — no d-wide products.
-                let scaling = self.scaling(i, &plain(settings));
                 self.geometry(i, &scaling)
                     .scaled_sum_metrics(settings.scale.unwrap_or(1.0))
             }

@@ -71,6 +71,41 @@ pub fn out_module(
     })
 }
 
+/// A bound on the header of the weights file an export of `engine`'s merge writes in
+/// `format`: every tensor's entry with its numbers at their widest, every metadata text the
+/// export may carry (escaped), and slack. Only a bound: a spilled export whose header outgrows
+/// it is written the ordinary way.
+pub fn header_room(engine: &Engine, format: AdapterFormat) -> usize {
+    // `"…":{"dtype":"BF16","shape":[…],"data_offsets":[…]},` with four 20-digit numbers, and
+    // the longest prefix and suffix a format adds to a module's name.
+    const ENTRY: usize = 140 + 48;
+    let set = &engine.set;
+    let tensors = match format {
+        AdapterFormat::Kohya => 3,
+        _ => 2,
+    };
+    let modules: usize = (set.modules.iter())
+        .map(|m| {
+            let peft = m.names.peft.as_ref().map_or(0, String::len);
+            // Diffusers lists every module path once more in its metadata.
+            tensors * (m.names.kohya.len().max(peft) + ENTRY) + peft + 8
+        })
+        .sum();
+    let sources: usize = (set.adapters.iter())
+        .map(|a| {
+            let meta: usize = a
+                .metadata
+                .iter()
+                .map(|(k, v)| k.len() + 2 * v.len() + 8)
+                .sum();
+            let extras: usize = a.extras.iter().map(|e| e.name.len() + ENTRY).sum();
+            // The recipe names each source by path and hash, and is escaped once more.
+            meta + extras + 2 * (a.path.as_os_str().len() + 160)
+        })
+        .sum();
+    modules + sources + (16 << 10)
+}
+
 /// The adapter to write for `output`, plus notices about what was decided.
 pub fn adapter_out(
     engine: &Engine,

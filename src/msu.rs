@@ -145,8 +145,8 @@ pub struct RawUnitInfo<'a> {
     pub a_sq: &'a [f64],
     /// ‖B_raw column‖².
     pub b_sq: &'a [f64],
-    /// [`unit_hash`].
-    pub hash: &'a [u64],
+    /// [`unit_hash`], for the canonical order; `None` keeps the raw order.
+    pub hash: Option<&'a [u64]>,
 }
 
 /// How each raw unit enters the pool: which units are kept (weight ≠ 0) and the factors that
@@ -168,8 +168,9 @@ impl UnitScaling {
     /// each unit so ‖a‖ = ‖b‖ (from the raw squared norms `a_sq`, `b_sq`). Units of sources with
     /// weight 0 are left out: they contribute nothing and would only dilute centroids.
     ///
-    /// Kept units are put in a canonical order (by content hash, then folding factors), so the
-    /// merge is exactly — bit for bit — independent of the order of units and adapters.
+    /// With hashes, kept units are put in a canonical order (by content hash, then folding
+    /// factors), so the merge is exactly — bit for bit — independent of the order of units and
+    /// adapters; without, they stay in raw order.
     pub fn new(
         set: &ModuleSet,
         module: &AlignedModule,
@@ -198,7 +199,7 @@ impl UnitScaling {
             };
             let (a_scale, b_scale) = (root * t, c.signum() * root / t);
             entries.push((
-                hash[i],
+                hash.map_or(0, |h| h[i]),
                 a_scale.to_bits(),
                 b_scale.to_bits(),
                 i,
@@ -207,7 +208,9 @@ impl UnitScaling {
                 si,
             ));
         }
-        entries.sort_unstable_by_key(|e| (e.0, e.1, e.2, e.3));
+        if hash.is_some() {
+            entries.sort_unstable_by_key(|e| (e.0, e.1, e.2, e.3));
+        }
         UnitScaling {
             keep: entries.iter().map(|e| e.3).collect(),
             a_scale: entries.iter().map(|e| e.4).collect(),

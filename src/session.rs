@@ -5,15 +5,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::align::ModuleSet;
 use crate::engine::MergeOutput;
 use crate::error::Result;
-use crate::export::{encoding, export_encoded, out_module, recipe_folder};
+use crate::export::{encoding, export_encoded, header_room, out_module, recipe_folder};
 use crate::io::load_all;
 use crate::io::write::OutModule;
-use crate::io::write::{check_target, side_file_path, Replaceable};
+use crate::io::write::{check_target, side_file_path, temporary_sibling, Replaceable};
 pub use crate::io::LoadOptions;
 use crate::output_guard::Inputs;
 use crate::recipe::{Recipe, RECIPE_FILE};
@@ -30,7 +30,9 @@ pub use crate::kmeans::KPoint;
 pub use crate::merge::MergedModule;
 pub use crate::signals::on_fatal_signals;
 pub use crate::sweep::{knob_text, read_results, score_once, ResultRecord, RESULTS_FILE};
+use crate::tensor::spill::Spill;
 pub use crate::tensor::DType;
+use crate::tensor::TensorRef;
 
 /// Loads and aligns `paths` into an engine ready to merge.
 pub fn open(paths: &[PathBuf], load: &LoadOptions) -> Result<Engine> {
@@ -56,6 +58,8 @@ pub struct ExportTarget {
     pub force: bool,
     /// Files read besides the adapters (a replayed recipe): the output never replaces them.
     pub extra_inputs: Vec<PathBuf>,
+    /// When the weights are written.
+    pub spill: SpillPolicy,
 }
 
 impl ExportTarget {
@@ -120,10 +124,33 @@ pub fn export(
     let slots: Vec<Mutex<Option<OutModule>>> = (0..engine.set.modules.len())
         .map(|_| Mutex::new(None))
         .collect();
-    let each = |m: &mut MergedModule| -> Result<()> {
-        let out = out_module(engine, m, settings, &enc)?;
-        m.release_factors();
-        *slots[m.module].lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
+    let spill = spill_for(engine, target, settings.format)?;
+    // A spilled module's tensors now live in the file: its encoded bytes go.
+    let spilled = |written: Vec<(usize, Vec<TensorRef>)>| {
+        for (i, tensors) in written {
+            if let (Some(out), [a, b]) = (
+                slots[i].lock().unwrap_or_else(|e| e.into_inner()).as_mut(),
+                &tensors[..],
+            ) {
+                out.a = a.clone();
+                out.b = b.clone();
+            }
+        }
+    };
+    let each = |i: usize, m: Option<&mut MergedModule>| -> Result<()> {
+        let out = match m {
+            Some(m) => {
+                let out = out_module(engine, m, settings, &enc)?;
+                m.release_factors();
+                Some(out)
+            }
+            None => None,
+        };
+        let tensors = out.as_ref().map(|o| vec![o.a.clone(), o.b.clone()]);
+        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = out;
+        if let Some(spill) = &spill {
+            spilled(spill.submit(i, tensors)?);
+        }
         Ok(())
     };
     let merge = || engine.merge_all_each(settings, done, cancel, &each);
@@ -138,6 +165,9 @@ pub fn export(
     };
     // A cancelled or failed merge is what matters most, then the inputs' hashes.
     let output = output?;
+    if let Some(spill) = &spill {
+        spilled(spill.seal()?);
+    }
     let recipe = recipe?.to_toml()?;
     let encoded = slots
         .into_iter()
@@ -166,6 +196,46 @@ pub fn export(
         notices,
         output,
     })
+}
+
+/// Inputs from this size on are exported through a [`Spill`] under [`SpillPolicy::Auto`].
+const SPILL_FROM_BYTES: usize = 32 << 20;
+
+/// Whether an export writes its weights while it merges (through a [`Spill`]) or after.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SpillPolicy {
+    /// While merging when the inputs' factors reach 32 MiB; after, in the reference layout,
+    /// below that (where the write is short anyway).
+    #[default]
+    Auto,
+    /// Always while merging.
+    Always,
+    /// Always after merging.
+    Never,
+}
+
+/// The file an export of `engine` to `target` is written into while it merges, if any. It sits
+/// beside the target, named like the export's other temporary files (so a later export sweeps
+/// it up after a crash), and is renamed to the weights file at the end.
+fn spill_for(
+    engine: &Engine,
+    target: &ExportTarget,
+    format: AdapterFormat,
+) -> Result<Option<Arc<Spill>>> {
+    let input: usize = (engine.set.adapters.iter())
+        .flat_map(|a| &a.modules)
+        .map(|m| m.a.bytes().len() + m.b.bytes().len())
+        .sum();
+    let wanted = match target.spill {
+        SpillPolicy::Auto => input >= SPILL_FROM_BYTES,
+        SpillPolicy::Always => true,
+        SpillPolicy::Never => false,
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    let path = temporary_sibling(&target.path)?;
+    Ok(Some(Spill::create(&path, header_room(engine, format))?))
 }
 
 /// Bytes under `path` (a file, or the files of a directory).

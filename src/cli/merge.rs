@@ -226,6 +226,7 @@ pub fn run(args: &MergeArgs, load: &LoadOptions) -> anyhow::Result<()> {
         path: out_path.clone(),
         force: args.force,
         extra_inputs: args.recipe.iter().cloned().collect(),
+        spill: session::SpillPolicy::Auto,
     };
     let never = AtomicBool::new(false);
     let written = session::export(

@@ -100,6 +100,7 @@ pub fn read_file(user_path: &Path, file: TensorFile, opts: &LoadOptions) -> Resu
                 .into(),
         });
     }
+    file.release_pages();
     modules.sort_by(|x, y| x.key.cmp(&y.key));
     let kohya_prefix = modules
         .first()

@@ -22,7 +22,8 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
-    /// Refuses non-finite values (unless allowed) and warns about an all-zero B.
+    /// Refuses non-finite values (unless allowed) and warns about an all-zero B. The pages it
+    /// reads stay mapped until the reader releases the whole file.
     fn check_values(
         &self,
         path: &Path,
@@ -36,7 +37,6 @@ impl LoadOptions {
         for (name, t) in [(a_name, a), (b_name, b)] {
             let stats = t.value_stats();
             t.check_intact()?;
-            t.release_pages();
             b_zero = stats.all_zero;
             let count = stats.nonfinite;
             if count > 0 {

@@ -363,6 +363,7 @@ pub fn read_tensors(
             reason: "no LoRA tensors (`*.lora_A.weight` / `*.lora_B.weight`) in this file".into(),
         });
     }
+    file.release_pages();
     modules.sort_by(|x, y| x.key.cmp(&y.key));
     let base_model = config
         .raw

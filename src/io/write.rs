@@ -681,6 +681,13 @@ fn check_parent(target: &Path) -> Result<()> {
 }
 
 /// A sibling path of `target` that no one else uses: `.<name>.<tag>-<pid>-<nanos>`.
+/// A fresh path beside `target` named as this module's temporary files are, so that
+/// [`sweep_stale`] removes it once its process is gone.
+pub fn temporary_sibling(target: &Path) -> Result<PathBuf> {
+    check_parent(target)?;
+    sibling(target, "lora-lego-tmp")
+}
+
 fn sibling(target: &Path, tag: &str) -> Result<PathBuf> {
     let name = target
         .file_name()

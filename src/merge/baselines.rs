@@ -566,20 +566,30 @@ fn merge_cat(sources: &[SourceFactors]) -> Result<MergedFactors, BaselineError> 
             s.b.dim()
         )));
     }
-    let mut a = Array2::zeros((n, d_in));
-    let mut b = Array2::zeros((d_out, n));
-    let mut row = 0;
+    // Built by appending, so each output value is written once (no zero fill first).
+    let mut a = Vec::with_capacity(n * d_in);
     for s in sources {
-        let r = s.a.nrows();
         let (w, c) = (s.weight, s.scale);
-        crate::simd::wide(|| {
-            a.slice_mut(ndarray::s![row..row + r, ..])
-                .zip_mut_with(&s.a, |o, &v| *o = v * w * c);
-        });
-        b.slice_mut(ndarray::s![.., row..row + r]).assign(&s.b);
-        row += r;
+        for row in s.a.rows() {
+            crate::simd::wide(|| match row.as_slice() {
+                Some(row) => a.extend(row.iter().map(|&v| v * w * c)),
+                None => a.extend(row.iter().map(|&v| v * w * c)),
+            });
+        }
     }
-    Ok(MergedFactors { a, b })
+    let mut b = Vec::with_capacity(d_out * n);
+    for i in 0..d_out {
+        for s in sources {
+            b.extend(s.b.row(i).iter().copied());
+        }
+    }
+    let shape = |rows, cols, v| {
+        Array2::from_shape_vec((rows, cols), v).map_err(|e| BaselineError::Shape(e.to_string()))
+    };
+    Ok(MergedFactors {
+        a: shape(n, d_in, a)?,
+        b: shape(d_out, n, b)?,
+    })
 }
 
 /// linear / ties / dare_linear / dare_ties / magnitude_prune on the A's and B's separately.

@@ -286,6 +286,7 @@ pub fn export(engine: &Engine, job: &ExportJob, emit: &(dyn Fn(Reply) + Sync)) -
         path: job.path.clone(),
         force: job.force,
         extra_inputs: Vec::new(),
+        spill: session::SpillPolicy::Auto,
     };
     let total = engine.set.modules.len();
     let done = AtomicUsize::new(0);

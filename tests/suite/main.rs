@@ -28,6 +28,7 @@ mod recipe_hash;
 mod recipes;
 mod scale_figures;
 mod scale_probe;
+mod spill_export;
 mod sweep_cli;
 mod tensor_stats;
 mod truncated_svd;
