@@ -9,7 +9,7 @@ mod syrk;
 pub use bf16_gram::{bf16_kernel_available, gram_bf16_cols, gram_bf16_rows, Bf16Part};
 pub use gemm::{matmul_f32, matmul_f32_into};
 
-pub use svd::{polar, svd, svd_of_product, Svd};
+pub use svd::{polar, polar_rank, svd, svd_of_product, Svd};
 pub use syrk::syrk;
 
 /// Errors of the small dense routines.

@@ -160,11 +160,17 @@ pub fn svd_of_product(l: ArrayView2<f64>, r: ArrayView2<f64>) -> Result<Svd, Lin
 /// The orthogonal polar factor `P Qᵀ` of `x = P diag(σ) Qᵀ` (m × n, m ≥ n expected), over the
 /// numerically nonzero spectrum (`σ > rel_tol · σ₁`).
 pub fn polar(x: ArrayView2<f64>, rel_tol: f64) -> Result<Array2<f64>, LinalgError> {
+    Ok(polar_rank(x, rel_tol)?.0)
+}
+
+/// [`polar`] and the rank it kept: with rank equal to the column count, the factor's columns
+/// are orthonormal.
+pub fn polar_rank(x: ArrayView2<f64>, rel_tol: f64) -> Result<(Array2<f64>, usize), LinalgError> {
     let d = svd(x)?;
     let r = d.rank(rel_tol);
     let u = d.u.slice(ndarray::s![.., ..r]);
     let v = d.v.slice(ndarray::s![.., ..r]);
-    Ok(u.dot(&v.t()))
+    Ok((u.dot(&v.t()), r))
 }
 
 /// One-sided Jacobi on the columns of `x` (m ≥ n): rotate column pairs until orthogonal; the

@@ -245,7 +245,22 @@ impl CoreSpace {
     /// Writes `ΔW = U_B m V_Aᵀ` as LoRA factors `(A' r × d_in, B' d_out × r)` with the singular
     /// values split as √σ onto both (methods.md §2.3).
     pub fn lift(&self, m: ArrayView2<f64>) -> Result<LoraFactors, MethodError> {
-        let d = svd(m)?;
+        self.lift_svd(svd(m)?)
+    }
+
+    /// [`CoreSpace::lift`] of the core `U diag(σ) Vᵀ` given by its SVD `d` (σ ≥ 0, triplets in
+    /// any order: they are put in decreasing order first).
+    pub fn lift_svd(&self, d: Svd) -> Result<LoraFactors, MethodError> {
+        let mut order: Vec<usize> = (0..d.s.len()).collect();
+        order.sort_by(|&x, &y| d.s[y].total_cmp(&d.s[x]));
+        let d = match order.iter().enumerate().all(|(i, &j)| i == j) {
+            true => d,
+            false => Svd {
+                u: d.u.select(Axis(1), &order),
+                s: d.s.select(Axis(0), &order),
+                v: d.v.select(Axis(1), &order),
+            },
+        };
         let k = d.rank(RANK_RTOL).max(1).min(d.s.len());
         if k == 0 {
             // No core at all (every B or A is zero): a zero rank-1 update keeps the module.

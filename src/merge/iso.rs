@@ -6,9 +6,9 @@ use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 
 use super::core_space::{join, CoreBasis, CoreSpace, RANK_RTOL};
 use super::method::{CoreMethod, Merged, MethodSpec};
-use super::tsv::orthogonalised;
+use super::tsv::orthogonalised_svd;
 use super::MethodError;
-use crate::linalg::svd;
+use crate::linalg::{svd, Svd};
 
 /// α without validation data.
 pub const DEFAULT_ALPHA: f64 = 1.0;
@@ -56,15 +56,29 @@ pub static ISO_CTS: MethodSpec = MethodSpec {
 
 /// `α · mean(σ) · U Vᵀ` over the numerically nonzero spectrum of `m`.
 pub fn isotropic(m: ArrayView2<f64>, alpha: f64) -> Result<Array2<f64>, MethodError> {
+    Ok(isotropic_svd(m, alpha)?.0)
+}
+
+/// [`isotropic`] and, for α ≥ 0, its SVD (`U`, every σ equal to `α·mean`, `V`).
+fn isotropic_svd(
+    m: ArrayView2<f64>,
+    alpha: f64,
+) -> Result<(Array2<f64>, Option<Svd>), MethodError> {
     let d = svd(m)?;
     let k = d.rank(RANK_RTOL);
     if k == 0 {
-        return Ok(Array2::zeros(m.dim()));
+        return Ok((Array2::zeros(m.dim()), None));
     }
     let mean = d.s.slice(s![..k]).sum() / k as f64;
-    let u = d.u.slice(s![.., ..k]);
-    let v = d.v.slice(s![.., ..k]);
-    Ok(u.dot(&v.t()) * (alpha * mean))
+    let u = d.u.slice(s![.., ..k]).to_owned();
+    let v = d.v.slice(s![.., ..k]).to_owned();
+    let core = u.dot(&v.t()) * (alpha * mean);
+    let spectrum = (alpha >= 0.0).then(|| Svd {
+        s: Array1::from_elem(k, alpha * mean),
+        u,
+        v,
+    });
+    Ok((core, spectrum))
 }
 
 fn sum(cores: &[Array2<f64>], dims: (usize, usize)) -> Array2<f64> {
@@ -74,7 +88,8 @@ fn sum(cores: &[Array2<f64>], dims: (usize, usize)) -> Array2<f64> {
 impl CoreMethod for IsoC {
     fn merge(&self, core: &CoreSpace, _seed: u64) -> Result<Merged, MethodError> {
         let total = sum(&core.cores(), core.dims());
-        Ok(Merged::Core(isotropic(total.view(), self.alpha)?))
+        let (m, svd) = isotropic_svd(total.view(), self.alpha)?;
+        Ok(Merged::core_with(m, svd))
     }
 }
 
@@ -120,13 +135,13 @@ impl CoreMethod for IsoCts {
         sigmas.extend(d.s.iter().take(k_common).copied());
         let mean = sigmas.iter().sum::<f64>() / sigmas.len().max(1) as f64;
         let flat = Array1::from_elem(sigmas.len(), mean);
-        let m = orthogonalised(
+        let (m, svd) = orthogonalised_svd(
             &join(Axis(1), &u_cols)?,
             &flat,
             &join(Axis(1), &v_cols)?,
             self.alpha,
         )?;
-        Ok(Merged::Core(m))
+        Ok(Merged::core_with(m, svd))
     }
 }
 

@@ -6,6 +6,7 @@ use ndarray::{Array2, ArrayView2};
 
 use super::core_space::{balanced_factors, CoreBasis, CoreSpace, LoraFactors};
 use super::MethodError;
+use crate::linalg::Svd;
 
 /// What a method returns for one module.
 #[derive(Debug, Clone)]
@@ -19,6 +20,14 @@ pub enum Merged {
         /// Right factor.
         r: Array2<f64>,
     },
+    /// A core matrix `M` together with an SVD of it that its construction gave (triplets in
+    /// any order), so writing it needs no SVD of its own.
+    Spectral {
+        /// `M`, for the figures.
+        core: Array2<f64>,
+        /// `M = U diag(σ) Vᵀ`, σ ≥ 0.
+        svd: Svd,
+    },
     /// Factors written as they are (exact forms, no SVD), with the same `ΔW` as a core `M`
     /// for the figures.
     Exact {
@@ -30,10 +39,19 @@ pub enum Merged {
 }
 
 impl Merged {
+    /// A core matrix, with its SVD when one is known.
+    pub fn core_with(core: Array2<f64>, svd: Option<Svd>) -> Self {
+        match svd {
+            Some(svd) => Merged::Spectral { core, svd },
+            None => Merged::Core(core),
+        }
+    }
+
     /// The LoRA factors to write (√σ split for the SVD forms).
     pub fn into_factors(self, core: &CoreSpace) -> Result<LoraFactors, MethodError> {
         match self {
             Merged::Core(m) => core.lift(m.view()),
+            Merged::Spectral { svd, .. } => core.lift_svd(svd),
             Merged::Factors { l, r } => balanced_factors(l.view(), r.view()),
             Merged::Exact { factors, .. } => Ok(factors),
         }
@@ -43,7 +61,9 @@ impl Merged {
     /// of KnOTS' TIES step need not).
     pub fn core(&self) -> Option<ArrayView2<'_, f64>> {
         match self {
-            Merged::Core(m) | Merged::Exact { core: m, .. } => Some(m.view()),
+            Merged::Core(m) | Merged::Spectral { core: m, .. } | Merged::Exact { core: m, .. } => {
+                Some(m.view())
+            }
             Merged::Factors { .. } => None,
         }
     }

@@ -8,7 +8,7 @@ use ndarray::{s, Array1, Array2, Axis};
 use super::core_space::{join, CoreBasis, CoreSpace, RANK_RTOL};
 use super::method::{CoreMethod, Merged, MethodSpec};
 use super::MethodError;
-use crate::linalg::polar;
+use crate::linalg::{polar_rank, Svd};
 
 /// α without validation data.
 pub const DEFAULT_ALPHA: f64 = 1.0;
@@ -36,10 +36,29 @@ pub fn orthogonalised(
     v: &Array2<f64>,
     alpha: f64,
 ) -> Result<Array2<f64>, MethodError> {
-    let pu = polar(u.view(), RANK_RTOL)?;
-    let pv = polar(v.view(), RANK_RTOL)?;
+    Ok(orthogonalised_svd(u, sigma, v, alpha)?.0)
+}
+
+/// [`orthogonalised`], with its SVD when both polar factors have orthonormal columns (every
+/// triplet independent) and α ≥ 0: then `polar(U) diag(ασ) polar(V)ᵀ` is one.
+pub fn orthogonalised_svd(
+    u: &Array2<f64>,
+    sigma: &Array1<f64>,
+    v: &Array2<f64>,
+    alpha: f64,
+) -> Result<(Array2<f64>, Option<Svd>), MethodError> {
+    let (pu, ru) = polar_rank(u.view(), RANK_RTOL)?;
+    let (pv, rv) = polar_rank(v.view(), RANK_RTOL)?;
     let scaled = &pu * &(sigma * alpha).view().insert_axis(Axis(0));
-    Ok(scaled.dot(&pv.t()))
+    let m = scaled.dot(&pv.t());
+    let columns = sigma.len();
+    let known = (ru == columns && rv == columns && alpha >= 0.0 && sigma.iter().all(|&x| x >= 0.0))
+        .then(|| Svd {
+            u: pu,
+            s: sigma * alpha,
+            v: pv,
+        });
+    Ok((m, known))
 }
 
 impl CoreMethod for Tsv {
@@ -58,12 +77,12 @@ impl CoreMethod for Tsv {
         if sigmas.is_empty() {
             return Ok(Merged::Core(Array2::zeros((n_b, n_a))));
         }
-        let m = orthogonalised(
+        let (m, svd) = orthogonalised_svd(
             &join(Axis(1), &us)?,
             &Array1::from(sigmas),
             &join(Axis(1), &vs)?,
             self.alpha,
         )?;
-        Ok(Merged::Core(m))
+        Ok(Merged::core_with(m, svd))
     }
 }
