@@ -290,7 +290,9 @@ fn cholesky_basis(gram: &Array2<f64>) -> Result<(GramBasis, f64), SvdError> {
 /// `RANK_RTOL` times the largest diagonal entry.
 fn pivoted_cholesky(g: &Array2<f64>) -> (Vec<usize>, Array2<f64>) {
     let n = g.nrows();
-    let mut l = Array2::<f64>::zeros((n, n));
+    // Row-major n × n, rows in the original order: each step's dot products run over two
+    // contiguous row prefixes.
+    let mut l = vec![0f64; n * n];
     let mut remaining: Vec<f64> = g.diag().to_vec();
     let mut pivots: Vec<usize> = (0..n).collect();
     let limit = remaining.iter().copied().fold(0.0, f64::max) * RANK_RTOL;
@@ -306,30 +308,58 @@ fn pivoted_cholesky(g: &Array2<f64>) -> (Vec<usize>, Array2<f64>) {
         pivots.swap(j, best);
         let pj = pivots[j];
         let root = pivot_value.sqrt();
-        l[[pj, j]] = root;
+        l[pj * n + j] = root;
         for &i in &pivots[j + 1..] {
-            let dot: f64 = (0..j).map(|c| l[[i, c]] * l[[pj, c]]).sum();
+            let dot = dot4(&l[i * n..i * n + j], &l[pj * n..pj * n + j]);
             let value = (g[[i, pj]] - dot) / root;
-            l[[i, j]] = value;
+            l[i * n + j] = value;
             remaining[i] -= value * value;
         }
         rank = j + 1;
     }
+    let l = Array2::from_shape_vec((n, n), l).unwrap_or_else(|_| Array2::zeros((n, n)));
     (pivots, l.slice(s![.., ..rank]).to_owned())
 }
 
-/// Inverse of a lower-triangular matrix with positive diagonal (forward substitution).
-fn lower_triangular_inverse(l: &Array2<f64>) -> Array2<f64> {
-    let n = l.nrows();
-    let mut inv = Array2::<f64>::zeros((n, n));
-    for col in 0..n {
-        inv[[col, col]] = 1.0 / l[[col, col]];
-        for row in (col + 1)..n {
-            let dot: f64 = (col..row).map(|c| l[[row, c]] * inv[[c, col]]).sum();
-            inv[[row, col]] = -dot / l[[row, row]];
+/// `Σ aᵢbᵢ` with four independent sums, so the loop is not bound by one addition chain.
+fn dot4(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0f64; 4];
+    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = (a4.remainder().iter().zip(b4.remainder()))
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a4.zip(b4) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
         }
     }
-    inv
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// Inverse of a lower-triangular matrix with positive diagonal (forward substitution), row by
+/// row: row r of the inverse is `−(L[r, ..r] · X[..r, ..]) / L[r, r]`, accumulated over the
+/// rows of X already found (contiguous), adding the same terms in the same order as the
+/// column-by-column recurrence.
+fn lower_triangular_inverse(l: &Array2<f64>) -> Array2<f64> {
+    let n = l.nrows();
+    let mut inv = vec![0f64; n * n];
+    let mut acc = vec![0f64; n];
+    for row in 0..n {
+        acc[..row].fill(0.0);
+        let (done, rest) = inv.split_at_mut(row * n);
+        for k in 0..row {
+            let lk = l[[row, k]];
+            for (a, x) in acc[..=k].iter_mut().zip(&done[k * n..=k * n + k]) {
+                *a += lk * x;
+            }
+        }
+        let d = l[[row, row]];
+        for (x, a) in rest[..row].iter_mut().zip(&acc[..row]) {
+            *x = -a / d;
+        }
+        rest[row] = 1.0 / d;
+    }
+    Array2::from_shape_vec((n, n), inv).unwrap_or_else(|_| Array2::zeros((n, n)))
 }
 
 /// Explicit orthonormal basis of the columns of `x`.
@@ -542,6 +572,58 @@ fn to_f32(x: &Array2<f64>) -> Array2<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn triangular_inverse_adds_what_the_column_recurrence_adds() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+        for n in [1, 2, 7, 33] {
+            let l = Array2::from_shape_fn((n, n), |(i, j)| match i.cmp(&j) {
+                std::cmp::Ordering::Less => 0.0,
+                std::cmp::Ordering::Equal => rng.gen_range(0.5..2.0),
+                std::cmp::Ordering::Greater => rng.gen_range(-1.0..1.0),
+            });
+            // The textbook recurrence, column by column.
+            let mut expect = Array2::<f64>::zeros((n, n));
+            for col in 0..n {
+                expect[[col, col]] = 1.0 / l[[col, col]];
+                for row in col + 1..n {
+                    let dot: f64 = (col..row).map(|c| l[[row, c]] * expect[[c, col]]).sum();
+                    expect[[row, col]] = -dot / l[[row, row]];
+                }
+            }
+            let inv = lower_triangular_inverse(&l);
+            assert_eq!(inv, expect, "n {n}");
+            let id = l.dot(&inv);
+            assert!(id
+                .indexed_iter()
+                .all(|((i, j), v)| (v - f64::from(u8::from(i == j))).abs() < 1e-9));
+        }
+    }
+
+    #[test]
+    fn pivoted_cholesky_factors_a_gram_matrix_and_stops_at_its_rank() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
+        // 9 vectors spanning 6 dimensions: rank 6.
+        let base = Array2::from_shape_simple_fn((6, 40), || rng.gen_range(-1.0..1.0));
+        let mix = Array2::from_shape_simple_fn((9, 6), || rng.gen_range(-1.0..1.0));
+        let x: Array2<f64> = mix.dot(&base);
+        let g = x.dot(&x.t());
+        let (pivots, l) = pivoted_cholesky(&g);
+        assert_eq!(l.ncols(), 6);
+        let err = (&l.dot(&l.t()) - &g)
+            .mapv(f64::abs)
+            .fold(0.0, |m: f64, v| m.max(*v));
+        assert!(
+            err < 1e-9 * g.diag().fold(0.0, |m: f64, v| m.max(*v)),
+            "{err}"
+        );
+        // Each pivot was the largest remaining diagonal: L's diagonal does not grow.
+        let diag: Vec<f64> = (0..6).map(|j| l[[pivots[j], j]]).collect();
+        assert!(
+            diag.windows(2).all(|w| w[1] <= w[0] * (1.0 + 1e-12)),
+            "{diag:?}"
+        );
+    }
 
     fn decaying(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
