@@ -11,6 +11,7 @@
 //! self-adjoint solver runs first (faster, as accurate: `benches/eigen.rs`) under the same
 //! probe check, so a wrong answer from it falls through to the solvers here.
 
+use crate::linalg::dot4;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use thiserror::Error;
 
@@ -349,7 +350,7 @@ fn householder_step(
         let f = d[j];
         let col = &t[j * n + j + 1..j * n + i];
         let mut g = e[j] + t[j * n + j] * f;
-        g += dot(col, &d[j + 1..i]);
+        g += dot4(col, &d[j + 1..i]);
         for (ek, &vkj) in e[j + 1..i].iter_mut().zip(col) {
             *ek += vkj * f;
         }
@@ -376,24 +377,6 @@ fn householder_step(
     h
 }
 
-/// Dot product with four accumulators (fixed order: deterministic, and it vectorises).
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let (ac, bc) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ac.zip(bc) {
-        for l in 0..4 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
-}
-
 /// Builds the orthogonal transform of `tred2` from its stored Householder vectors.
 fn accumulate_tred2(n: usize, t: &mut [f64], d: &mut [f64]) {
     for i in 0..n.saturating_sub(1) {
@@ -409,7 +392,7 @@ fn accumulate_tred2(n: usize, t: &mut [f64], d: &mut [f64]) {
             }
             for j in 0..=i {
                 let col = &mut head[j * n..j * n + i + 1];
-                let g = dot(u, col);
+                let g = dot4(u, col);
                 for (v, &dk) in col.iter_mut().zip(&d[..=i]) {
                     *v -= g * dk;
                 }

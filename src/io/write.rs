@@ -680,7 +680,6 @@ fn check_parent(target: &Path) -> Result<()> {
     }
 }
 
-/// A sibling path of `target` that no one else uses: `.<name>.<tag>-<pid>-<nanos>`.
 /// A fresh path beside `target` named as this module's temporary files are, so that
 /// [`sweep_stale`] removes it once its process is gone.
 pub fn temporary_sibling(target: &Path) -> Result<PathBuf> {
@@ -688,6 +687,7 @@ pub fn temporary_sibling(target: &Path) -> Result<PathBuf> {
     sibling(target, "lora-lego-tmp")
 }
 
+/// A sibling path of `target` that no one else uses: `.<name>.<tag>-<pid>-<nanos>`.
 fn sibling(target: &Path, tag: &str) -> Result<PathBuf> {
     let name = target
         .file_name()

@@ -12,6 +12,24 @@ pub use gemm::{matmul_f32, matmul_f32_into};
 pub use svd::{polar, polar_rank, svd, svd_of_product, Svd};
 pub use syrk::syrk;
 
+/// Dot product with four accumulators (fixed order: deterministic, and it vectorises).
+pub fn dot4(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ac, bc) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
 /// Errors of the small dense routines.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LinalgError {

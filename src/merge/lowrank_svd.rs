@@ -310,7 +310,7 @@ fn pivoted_cholesky(g: &Array2<f64>) -> (Vec<usize>, Array2<f64>) {
         let root = pivot_value.sqrt();
         l[pj * n + j] = root;
         for &i in &pivots[j + 1..] {
-            let dot = dot4(&l[i * n..i * n + j], &l[pj * n..pj * n + j]);
+            let dot = crate::linalg::dot4(&l[i * n..i * n + j], &l[pj * n..pj * n + j]);
             let value = (g[[i, pj]] - dot) / root;
             l[i * n + j] = value;
             remaining[i] -= value * value;
@@ -319,21 +319,6 @@ fn pivoted_cholesky(g: &Array2<f64>) -> (Vec<usize>, Array2<f64>) {
     }
     let l = Array2::from_shape_vec((n, n), l).unwrap_or_else(|_| Array2::zeros((n, n)));
     (pivots, l.slice(s![.., ..rank]).to_owned())
-}
-
-/// `Σ aᵢbᵢ` with four independent sums, so the loop is not bound by one addition chain.
-fn dot4(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0f64; 4];
-    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = (a4.remainder().iter().zip(b4.remainder()))
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a4.zip(b4) {
-        for l in 0..4 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 /// Inverse of a lower-triangular matrix with positive diagonal (forward substitution), row by

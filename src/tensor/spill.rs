@@ -87,15 +87,27 @@ impl Spill {
                 break;
             };
             state.next += 1;
-            if let Some(tensors) = item {
-                let spilled = tensors
-                    .iter()
-                    .map(|t| self.append(&mut state, t))
-                    .collect::<Result<Vec<_>>>()?;
-                written.push((next, spilled));
-            }
+            self.write_module(&mut state, next, item, &mut written)?;
         }
         Ok(written)
+    }
+
+    /// Writes module `index`'s tensors, if it has any, and notes their spilled versions.
+    fn write_module(
+        self: &Arc<Self>,
+        state: &mut State,
+        index: usize,
+        item: Option<Vec<TensorRef>>,
+        written: &mut Vec<(usize, Vec<TensorRef>)>,
+    ) -> Result<()> {
+        if let Some(tensors) = item {
+            let spilled = tensors
+                .iter()
+                .map(|t| self.append(state, t))
+                .collect::<Result<Vec<_>>>()?;
+            written.push((index, spilled));
+        }
+        Ok(())
     }
 
     /// Writes `t`'s bytes at the end of the file and returns the spilled tensor.
@@ -126,13 +138,7 @@ impl Spill {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut written = Vec::new();
         while let Some((index, item)) = state.waiting.pop_first() {
-            if let Some(tensors) = item {
-                let spilled = tensors
-                    .iter()
-                    .map(|t| self.append(&mut state, t))
-                    .collect::<Result<Vec<_>>>()?;
-                written.push((index, spilled));
-            }
+            self.write_module(&mut state, index, item, &mut written)?;
         }
         // SAFETY: the file is ours, freshly created under a name no one else uses; nothing
         // writes below `end` any more, and the header written later lies outside every tensor.
