@@ -681,7 +681,7 @@ fn check_parent(target: &Path) -> Result<()> {
 }
 
 /// A fresh path beside `target` named as this module's temporary files are, so that
-/// [`sweep_stale`] removes it once its process is gone.
+/// the sweep of stale temporary files removes it once its process is gone.
 pub fn temporary_sibling(target: &Path) -> Result<PathBuf> {
     check_parent(target)?;
     sibling(target, "lora-lego-tmp")

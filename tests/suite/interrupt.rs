@@ -1,5 +1,6 @@
 //! Killing an export at any moment leaves the target absent, the old version, or complete —
-//! never partial — and the next run sweeps the dead process's temporary files.
+//! never partial — and the next run sweeps the dead process's temporary files; for an export
+//! written after its merge and for one written while it merges (a set over the spill size).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -19,14 +20,24 @@ fn spec() -> SynthSpec {
     }
 }
 
-/// The target is absent or a complete adapter with every module at rank `k`.
-fn absent_or_complete(target: &Path, k: usize) -> bool {
+/// A set of 36 MB: over the size from which an export writes its weights while it merges.
+fn spilling_spec() -> SynthSpec {
+    SynthSpec {
+        layers: 8,
+        hidden: 1024,
+        intermediate: 2048,
+        ..spec()
+    }
+}
+
+/// The target is absent or a complete adapter of `modules` modules, every one at rank `k`.
+fn absent_or_complete(target: &Path, modules: usize, k: usize) -> bool {
     if !target.exists() {
         return true;
     }
     match lora_lego::io::load_adapter(target, &Default::default()) {
         Ok(a) => {
-            a.modules.len() == 28
+            a.modules.len() == modules
                 && a.modules.iter().all(|m| m.rank == k)
                 && target.join("lora_lego_recipe.toml").is_file()
         }
@@ -49,8 +60,26 @@ fn merge(paths: &[std::path::PathBuf], out: &Path, k: usize, force: bool) -> Com
 
 #[test]
 fn killed_exports_leave_no_partial_output() {
+    kills_leave_no_partial_output(&spec(), false);
+}
+
+#[test]
+fn killed_exports_written_while_merging_leave_no_partial_output() {
+    kills_leave_no_partial_output(&spilling_spec(), true);
+}
+
+/// Header padding past the 8-byte alignment of an ordinary file: a spilled export's room.
+fn header_padding(weights: &Path) -> usize {
+    let bytes = std::fs::read(weights).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let json_end = bytes[8..8 + n].iter().rposition(|&c| c == b'}').unwrap() + 1;
+    n - json_end
+}
+
+fn kills_leave_no_partial_output(spec: &SynthSpec, spills: bool) {
+    let modules = spec.layers * 7;
     let tmp = tempfile::tempdir().unwrap();
-    let paths = synthesize(&spec(), &tmp.path().join("in"), 3).unwrap();
+    let paths = synthesize(spec, &tmp.path().join("in"), 3).unwrap();
     let out_dir = tmp.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     // How long an uninterrupted export takes, to spread the kills over it.
@@ -60,6 +89,8 @@ fn killed_exports_leave_no_partial_output() {
         .unwrap()
         .success());
     let full = t.elapsed();
+    let padding = header_padding(&out_dir.join("probe/adapter_model.safetensors"));
+    assert_eq!(padding >= 8, spills, "header padding {padding}");
     let mut killed_midway = 0;
     for step in 0..12u32 {
         let delay = full * step / 10;
@@ -91,7 +122,7 @@ fn killed_exports_leave_no_partial_output() {
                 );
             } else {
                 assert!(
-                    absent_or_complete(&target, 48),
+                    absent_or_complete(&target, modules, 48),
                     "step {step}: partial output after SIGKILL"
                 );
             }
@@ -116,10 +147,11 @@ fn killed_exports_leave_no_partial_output() {
     assert!(litter.is_empty(), "{litter:?}");
 }
 
-/// What a kohya target and its recipe side file hold: `None` when both are absent, else the
-/// weights' rank and whether the side file is there. An error when the pair is inconsistent:
-/// partial weights, a side file without weights, or a side file that is not the weights' recipe.
-fn kohya_state(file: &Path) -> Result<Option<(usize, bool)>, String> {
+/// What a kohya target of `modules` modules and its recipe side file hold: `None` when both are
+/// absent, else the weights' rank and whether the side file is there. An error when the pair is
+/// inconsistent: partial weights, a side file without weights, or a side file that is not the
+/// weights' recipe.
+fn kohya_state(file: &Path, modules: usize) -> Result<Option<(usize, bool)>, String> {
     let side = lora_lego::io::write::side_file_path(
         file,
         lora_lego::adapter::AdapterFormat::Kohya,
@@ -133,7 +165,7 @@ fn kohya_state(file: &Path) -> Result<Option<(usize, bool)>, String> {
     }
     let a = lora_lego::io::load_adapter(file, &Default::default()).map_err(|e| e.to_string())?;
     let rank = a.modules[0].rank;
-    if a.modules.len() != 28 || a.modules.iter().any(|m| m.rank != rank) {
+    if a.modules.len() != modules || a.modules.iter().any(|m| m.rank != rank) {
         return Err("incomplete weights".into());
     }
     let embedded = a
@@ -160,8 +192,17 @@ fn merge_kohya(paths: &[std::path::PathBuf], out: &Path, k: usize, force: bool) 
 
 #[test]
 fn killed_kohya_exports_never_split_the_weights_from_their_recipe() {
+    kohya_kills_never_split_weights_from_recipe(&spec(), false);
+}
+
+#[test]
+fn killed_kohya_exports_written_while_merging_never_split_the_weights_from_their_recipe() {
+    kohya_kills_never_split_weights_from_recipe(&spilling_spec(), true);
+}
+
+fn kohya_kills_never_split_weights_from_recipe(spec: &SynthSpec, spills: bool) {
     let tmp = tempfile::tempdir().unwrap();
-    let paths = synthesize(&spec(), &tmp.path().join("in"), 3).unwrap();
+    let paths = synthesize(spec, &tmp.path().join("in"), 3).unwrap();
     let out_dir = tmp.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     let t = Instant::now();
@@ -172,6 +213,8 @@ fn killed_kohya_exports_never_split_the_weights_from_their_recipe() {
             .success()
     );
     let full = t.elapsed();
+    let padding = header_padding(&out_dir.join("probe.safetensors"));
+    assert_eq!(padding >= 8, spills, "header padding {padding}");
     let (mut killed_midway, mut without_side) = (0, 0);
     let mut targets = Vec::new();
     for step in 0..12u32 {
@@ -196,7 +239,7 @@ fn killed_kohya_exports_never_split_the_weights_from_their_recipe() {
             unsafe { libc::kill(child.id() as i32, signal) };
             let status = child.wait().unwrap();
             killed_midway += usize::from(!status.success());
-            let state = kohya_state(&target)
+            let state = kohya_state(&target, spec.layers * 7)
                 .unwrap_or_else(|e| panic!("step {step}, signal {signal}: {e}"));
             match state {
                 None => assert!(!force, "step {step}: the old export vanished"),
@@ -230,7 +273,7 @@ fn killed_kohya_exports_never_split_the_weights_from_their_recipe() {
                 .status()
                 .unwrap()
                 .success());
-            assert_eq!(kohya_state(&p), Ok(Some((48, true))));
+            assert_eq!(kohya_state(&p, spec.layers * 7), Ok(Some((48, true))));
         }
     }
     let litter: Vec<String> = std::fs::read_dir(&out_dir)
