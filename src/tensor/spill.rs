@@ -140,6 +140,11 @@ impl Spill {
         while let Some((index, item)) = state.waiting.pop_first() {
             self.write_module(&mut state, index, item, &mut written)?;
         }
+        // Nothing written (no module had an output): an empty file cannot be mapped, and no
+        // spilled tensor needs it.
+        if state.end == self.reserve {
+            return Ok(written);
+        }
         // SAFETY: the file is ours, freshly created under a name no one else uses; nothing
         // writes below `end` any more, and the header written later lies outside every tensor.
         let map = unsafe { Mmap::map(&state.file) }.map_err(|e| LegoError::io(&self.path, e))?;
@@ -248,6 +253,17 @@ mod tests {
         for ((i, _), t) in first.iter().chain(&late).zip(&all) {
             assert_eq!(t.to_f32_vec(), vec![*i as f32; i + 1]);
         }
+    }
+
+    #[test]
+    fn a_spill_with_nothing_in_it_seals() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = Spill::create(&dir.path().join("s"), 64).unwrap();
+        assert!(spill.submit(0, None).unwrap().is_empty());
+        assert!(spill.seal().unwrap().is_empty());
+        assert!(spill.bytes().is_empty());
+        drop(spill);
+        assert!(!dir.path().join("s").exists());
     }
 
     /// Spills modules 0..3 and writes them (and `extra`) as one file through `reserve` bytes.

@@ -176,3 +176,34 @@ fn a_failed_spilled_export_leaves_nothing_behind() {
     let left: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn a_spilled_export_of_nothing_says_so_and_leaves_nothing_behind() {
+    let engine = engine();
+    let root = tempfile::tempdir().unwrap();
+    let target = ExportTarget {
+        path: root.path().join("out"),
+        force: false,
+        extra_inputs: Vec::new(),
+        spill: SpillPolicy::Always,
+    };
+    let settings = MergeSettings {
+        weights: vec![0.0; 3],
+        ..MergeSettings::default()
+    };
+    let err = session::export(
+        &engine,
+        &settings,
+        &target,
+        None,
+        &|| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("nothing was written"),
+        "{err:#}"
+    );
+    let left: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
