@@ -571,6 +571,7 @@ fn merge_cat(sources: &[SourceFactors]) -> Result<MergedFactors, BaselineError> 
     for s in sources {
         let (w, c) = (s.weight, s.scale);
         for row in s.a.rows() {
+            // A contiguous row goes through its slice, which vectorises.
             crate::simd::wide(|| match row.as_slice() {
                 Some(row) => a.extend(row.iter().map(|&v| v * w * c)),
                 None => a.extend(row.iter().map(|&v| v * w * c)),
