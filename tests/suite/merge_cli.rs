@@ -36,6 +36,41 @@ fn same_seed_gives_byte_identical_exports_whatever_the_thread_count() {
 }
 
 #[test]
+fn exports_written_while_merging_are_byte_identical_whatever_the_thread_count() {
+    use lora_lego::bench::synth::{synthesize, SynthSpec};
+    // 36 MB of factors: over the size from which the weights are written while merging.
+    let spec = SynthSpec {
+        adapters: 4,
+        rank: 16,
+        layers: 8,
+        hidden: 1024,
+        intermediate: 2048,
+        dtype: lora_lego::tensor::DType::F32,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = synthesize(&spec, &tmp.path().join("in"), 5).unwrap();
+    let mut outputs = Vec::new();
+    for threads in ["1", "2", "2"] {
+        let out = tmp.path().join(format!("out{}", outputs.len()));
+        let st = bin()
+            .arg("merge")
+            .args(&inputs)
+            .args(["-k", "12", "--seed", "3", "--quiet", "-o"])
+            .arg(&out)
+            .env("RAYON_NUM_THREADS", threads)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        outputs.push(std::fs::read(out.join("adapter_model.safetensors")).unwrap());
+    }
+    // The header fills room left for it: these were written while merging.
+    let n = u64::from_le_bytes(outputs[0][..8].try_into().unwrap()) as usize;
+    assert!(outputs[0][8 + n - 64..8 + n].iter().all(|&c| c == b' '));
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[1], outputs[2]);
+}
+
+#[test]
 fn merge_writes_a_peft_adapter_with_scaling_one_and_reports_json() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("merged");
