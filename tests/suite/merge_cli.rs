@@ -14,16 +14,20 @@ fn tiny_args() -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn same_seed_gives_byte_identical_exports_whatever_the_thread_count() {
-    let tmp = tempfile::tempdir().unwrap();
+/// The weights `merge INPUTS ARGS -o …` writes under `tmp` at 1, 2 and again 2 threads.
+fn weights_at_thread_counts(
+    tmp: &std::path::Path,
+    inputs: &[impl AsRef<std::ffi::OsStr>],
+    args: &[&str],
+) -> Vec<Vec<u8>> {
     let mut outputs = Vec::new();
     for threads in ["1", "2", "2"] {
-        let out = tmp.path().join(format!("out{}", outputs.len()));
+        let out = tmp.join(format!("out{}", outputs.len()));
         let st = bin()
             .arg("merge")
-            .args(tiny_args())
-            .args(["-k", "5", "--seed", "7", "--quiet", "-o"])
+            .args(inputs)
+            .args(args)
+            .args(["--quiet", "-o"])
             .arg(&out)
             .env("RAYON_NUM_THREADS", threads)
             .status()
@@ -31,6 +35,13 @@ fn same_seed_gives_byte_identical_exports_whatever_the_thread_count() {
         assert!(st.success());
         outputs.push(std::fs::read(out.join("adapter_model.safetensors")).unwrap());
     }
+    outputs
+}
+
+#[test]
+fn same_seed_gives_byte_identical_exports_whatever_the_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outputs = weights_at_thread_counts(tmp.path(), &tiny_args(), &["-k", "5", "--seed", "7"]);
     assert_eq!(outputs[0], outputs[1]);
     assert_eq!(outputs[1], outputs[2]);
 }
@@ -49,20 +60,7 @@ fn exports_written_while_merging_are_byte_identical_whatever_the_thread_count() 
     };
     let tmp = tempfile::tempdir().unwrap();
     let inputs = synthesize(&spec, &tmp.path().join("in"), 5).unwrap();
-    let mut outputs = Vec::new();
-    for threads in ["1", "2", "2"] {
-        let out = tmp.path().join(format!("out{}", outputs.len()));
-        let st = bin()
-            .arg("merge")
-            .args(&inputs)
-            .args(["-k", "12", "--seed", "3", "--quiet", "-o"])
-            .arg(&out)
-            .env("RAYON_NUM_THREADS", threads)
-            .status()
-            .unwrap();
-        assert!(st.success());
-        outputs.push(std::fs::read(out.join("adapter_model.safetensors")).unwrap());
-    }
+    let outputs = weights_at_thread_counts(tmp.path(), &inputs, &["-k", "12", "--seed", "3"]);
     // The header fills room left for it: these were written while merging.
     let n = u64::from_le_bytes(outputs[0][..8].try_into().unwrap()) as usize;
     assert!(outputs[0][8 + n - 64..8 + n].iter().all(|&c| c == b' '));
